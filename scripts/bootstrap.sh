@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything inferwatch needs on a Debian/Ubuntu machine, idempotently:
+#   - the system packages (Prometheus, Alertmanager, Redis, PostgreSQL, docker-compose
+#     for `docker-compose config`) when run as root; otherwise it names the command to run;
+#   - a virtual environment in .venv with inferwatch and its test dependencies.
+# Re-running it is cheap: packages already present and an up-to-date venv are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(prometheus prometheus-alertmanager redis-server postgresql docker-compose)
+# binary each package provides, to tell whether it is installed without dpkg
+declare -A PROVIDES=(
+  [prometheus]=promtool
+  [prometheus-alertmanager]=amtool
+  [redis-server]=redis-server
+  [postgresql]=psql
+  [docker-compose]=docker-compose
+)
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*" >&2; }
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+  command -v "${PROVIDES[$pkg]}" >/dev/null 2>&1 || missing+=("$pkg")
+done
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  say "inferwatch needs Python >= 3.10 as '$PYTHON' (set PYTHON=/path/to/python3 to choose another)"
+  exit 1
+fi
+"$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    say "installing system packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "missing system packages: ${missing[*]}"
+    say "install them with:  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+fi
+
+# Debian starts the packaged daemons; inferwatch runs its own instances on its own ports.
+if [[ $(id -u) -eq 0 ]] && command -v service >/dev/null 2>&1; then
+  for svc in prometheus prometheus-alertmanager redis-server; do
+    service "$svc" stop >/dev/null 2>&1 || true
+  done
+fi
+
+stamp=.venv/.inferwatch-installed
+fingerprint=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [[ ! -x .venv/bin/python ]]; then
+  say "creating virtual environment in .venv"
+  "$PYTHON" -m venv .venv
+fi
+if [[ ! -f $stamp || $(cat "$stamp") != "$fingerprint" ]]; then
+  say "installing inferwatch and its dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$fingerprint" > "$stamp"
+fi
+say "ready"

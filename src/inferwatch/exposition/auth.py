@@ -1,0 +1,88 @@
+"""Optional protection of /metrics with a bearer token or HTTP basic auth.
+
+Secrets are compared in constant time, never logged, and can be read from files (the way
+Docker and Kubernetes mount secrets) so they stay out of process listings and shell history.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOKEN_ENV = "INFERWATCH_METRICS_TOKEN"
+TOKEN_FILE_ENV = "INFERWATCH_METRICS_TOKEN_FILE"
+
+
+def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} from file {str(path)!r}: {exc.strerror}") from None
+    if not secret:
+        raise ValueError(f"{what} file {str(path)!r} is empty")
+    return secret
+
+
+@dataclass(frozen=True)
+class MetricsAuth:
+    """Credentials a scrape must present. Build with :meth:`bearer` or :meth:`basic`."""
+
+    bearer_token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.bearer_token is not None and not self.bearer_token:
+            raise ValueError("metrics bearer token must not be empty")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("metrics basic auth needs both a username and a password")
+        if self.password is not None and not self.password:
+            raise ValueError("metrics basic-auth password must not be empty")
+        if self.bearer_token is None and self.username is None:
+            raise ValueError("MetricsAuth needs a bearer token or a username and password")
+
+    @classmethod
+    def bearer(cls, token: str) -> MetricsAuth:
+        return cls(bearer_token=token)
+
+    @classmethod
+    def basic(cls, username: str, password: str) -> MetricsAuth:
+        return cls(username=username, password=password)
+
+    @classmethod
+    def from_env(cls) -> MetricsAuth | None:
+        """A bearer token from $INFERWATCH_METRICS_TOKEN(_FILE), or None when neither is set."""
+        if os.environ.get(TOKEN_FILE_ENV):
+            return cls.bearer(read_secret_file(os.environ[TOKEN_FILE_ENV], "metrics token"))
+        if os.environ.get(TOKEN_ENV):
+            return cls.bearer(os.environ[TOKEN_ENV])
+        return None
+
+    @property
+    def challenge(self) -> str:
+        return 'Bearer realm="metrics"' if self.bearer_token else 'Basic realm="metrics"'
+
+    def allows(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value carries the right credentials."""
+        if not authorization:
+            return False
+        scheme, _, credentials = authorization.partition(" ")
+        scheme = scheme.lower()
+        credentials = credentials.strip()
+        if self.bearer_token is not None and scheme == "bearer":
+            return hmac.compare_digest(credentials.encode(), self.bearer_token.encode())
+        if self.username is not None and self.password is not None and scheme == "basic":
+            try:
+                decoded = base64.b64decode(credentials, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return False
+            user, sep, password = decoded.partition(":")
+            # evaluate both comparisons: no early exit that would time the username
+            ok_user = hmac.compare_digest(user.encode(), self.username.encode())
+            ok_password = hmac.compare_digest(password.encode(), self.password.encode())
+            return bool(sep) and ok_user and ok_password
+        return False

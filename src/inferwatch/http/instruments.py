@@ -1,0 +1,144 @@
+"""The HTTP and WebSocket metrics, named after the OpenTelemetry HTTP semantic conventions.
+
+OTel's ``http.server.request.duration`` with attributes ``http.request.method``,
+``http.route`` and ``http.response.status_code`` is rendered the way Prometheus renders
+OTLP metrics: ``http_server_request_duration_seconds{http_request_method, http_route,
+http_response_status_code}``. Dashboards written for OTel-instrumented services therefore
+work on inferwatch's metrics and back.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+from prometheus_client.registry import CollectorRegistry
+
+from inferwatch.metrics import Counter, Gauge, Histogram, buckets
+
+METHOD = "http_request_method"
+ROUTE = "http_route"
+STATUS = "http_response_status_code"
+ERROR_TYPE = "error_type"
+
+
+class HttpMetrics:
+    """Every metric the middleware writes, created once per registry."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None,
+        duration_buckets: Sequence[float] = buckets.DURATION_SECONDS,
+        size_buckets: Sequence[float] = buckets.SIZE_BYTES,
+    ) -> None:
+        self.duration_buckets = tuple(duration_buckets)
+        self.size_buckets = tuple(size_buckets)
+        r = registry
+        self.request_duration = Histogram(
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, from the first byte received to the last "
+            "byte of the response body (background tasks excluded).",
+            (METHOD, ROUTE, STATUS), buckets=duration_buckets, registry=r, unit="seconds",
+        )  # fmt: skip
+        self.active_requests = Gauge(
+            "http_server_active_requests",
+            "Number of HTTP requests currently being served.",
+            (METHOD,), registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.request_body_size = Histogram(
+            "http_server_request_body_size_bytes",
+            "Size of HTTP request bodies read by the application.",
+            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes",
+        )  # fmt: skip
+        self.response_body_size = Histogram(
+            "http_server_response_body_size_bytes",
+            "Size of HTTP response bodies sent.",
+            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes",
+        )  # fmt: skip
+        self.time_to_first_byte = Histogram(
+            "http_server_time_to_first_byte_seconds",
+            "For streamed responses (more than one body chunk): time from the request to "
+            "the first non-empty body chunk.",
+            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds",
+        )  # fmt: skip
+        self.background_duration = Histogram(
+            "http_server_background_duration_seconds",
+            "Time the application kept working after the response was complete "
+            "(background tasks, dependency teardown); not part of the request duration.",
+            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds",
+        )  # fmt: skip
+        self.exceptions = Counter(
+            "http_server_exceptions_total",
+            "Unhandled exceptions raised by the application while serving a request, by "
+            "exception type (bounded; rare types beyond the cap are counted as _OTHER).",
+            (METHOD, ROUTE, ERROR_TYPE), registry=r,
+        )  # fmt: skip
+        self.ws_attempts = Counter(
+            "websocket_server_connection_attempts_total",
+            "WebSocket handshakes by outcome: accepted, rejected (closed or denied before "
+            "accept) or failed (the application raised before accepting).",
+            (ROUTE, "outcome"), registry=r,
+        )  # fmt: skip
+        self.ws_active = Gauge(
+            "websocket_server_active_connections",
+            "WebSocket connections currently open.",
+            (ROUTE,), registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.ws_closed = Counter(
+            "websocket_server_connections_closed_total",
+            "Accepted WebSocket connections that ended, by close code and which side closed.",
+            (ROUTE, "close_code", "closed_by"), registry=r,
+        )  # fmt: skip
+        self.ws_setup = Histogram(
+            "websocket_server_connection_setup_duration_seconds",
+            "Time from the WebSocket connect request to the application accepting it.",
+            (ROUTE,), buckets=buckets.SETUP_SECONDS, registry=r, unit="seconds",
+        )  # fmt: skip
+        self.ws_session = Histogram(
+            "websocket_server_session_duration_seconds",
+            "Lifetime of accepted WebSocket connections.",
+            (ROUTE,), buckets=buckets.SESSION_SECONDS, registry=r, unit="seconds",
+        )  # fmt: skip
+        self.ws_messages = Counter(
+            "websocket_server_messages_total",
+            "WebSocket messages by direction (received from or sent to the client).",
+            (ROUTE, "direction"), registry=r,
+        )  # fmt: skip
+        self.internal_errors = Counter(
+            "inferwatch_instrumentation_errors_total",
+            "Errors inside inferwatch's own instrumentation; they never fail a request.",
+            ("component",), registry=r,
+        )  # fmt: skip
+
+
+_shared: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
+_shared_lock = threading.Lock()
+
+
+def http_metrics(
+    registry: CollectorRegistry | None,
+    duration_buckets: Sequence[float] = buckets.DURATION_SECONDS,
+    size_buckets: Sequence[float] = buckets.SIZE_BYTES,
+) -> HttpMetrics:
+    """The registry's one set of HTTP metrics, created on first use.
+
+    Starlette rebuilds its middleware stack (and so our middleware) whenever it likes;
+    sharing one set per registry is what keeps that from raising "Duplicated timeseries".
+    """
+    if registry is None:
+        return HttpMetrics(None, duration_buckets, size_buckets)
+    with _shared_lock:
+        metrics = _shared.get(registry)
+        if metrics is None:
+            metrics = _shared[registry] = HttpMetrics(registry, duration_buckets, size_buckets)
+        elif (tuple(duration_buckets), tuple(size_buckets)) != (
+            metrics.duration_buckets,
+            metrics.size_buckets,
+        ):
+            raise ValueError(
+                "this registry already holds inferwatch's HTTP metrics with other buckets; "
+                "use the same buckets for every app instrumented into one registry, or give "
+                "each app its own registry"
+            )
+        return metrics

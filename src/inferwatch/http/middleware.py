@@ -1,0 +1,285 @@
+"""Pure ASGI middleware recording HTTP and WebSocket metrics.
+
+Hot-path rules, because this runs on every request of a service that may serve thousands
+per second: per-request state lives in local variables of the call (never on ``self``,
+which every concurrent request shares); metric children are looked up once per
+(method, route, status) and cached; the clock is read three times per request; and every
+line of bookkeeping is guarded so that a bug here can never fail the user's request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from inferwatch.http.instruments import HttpMetrics
+from inferwatch.http.routes import RouteTemplates
+from inferwatch.metrics import CounterChild, GaugeChild, HistogramChild
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[Message], Any]
+
+OTHER = "_OTHER"
+# OTel's list of known methods; anything else is user input and collapses into _OTHER.
+KNOWN_METHODS = frozenset(
+    {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
+)
+CLIENT_CLOSED = 499  # nginx's code for "client went away before the response"
+_STATUS_LABELS = {code: str(code) for code in range(100, 600)}
+MAX_ERROR_TYPES = 50
+_STANDARD_CLOSE_CODES = frozenset(range(1000, 1016))
+
+log = logging.getLogger("inferwatch.http")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    exclude_paths: frozenset[str]
+    exemplar: Callable[[], dict[str, str] | None] | None = None
+
+
+class _RouteChildren:
+    """The children one (method, route, status) writes, resolved once."""
+
+    __slots__ = ("background", "duration", "request_size", "response_size", "ttfb")
+
+    def __init__(self, m: HttpMetrics, method: str, route: str, status: str) -> None:
+        self.duration: HistogramChild = m.request_duration.labels(method, route, status)
+        self.request_size: HistogramChild = m.request_body_size.labels(method, route, status)
+        self.response_size: HistogramChild = m.response_body_size.labels(method, route, status)
+        self.background: HistogramChild = m.background_duration.labels(method, route)
+        # Only streamed responses have a first byte worth timing; creating this child
+        # eagerly would give every route an empty series.
+        self.ttfb: Callable[[], HistogramChild] = lambda: m.time_to_first_byte.labels(method, route)
+
+
+def error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def close_code_label(code: Any, *, from_client: bool) -> str:
+    """Bound close codes: standard ones as-is; the application's own 4xxx codes as-is when
+    the server sent them; anything a client chose collapses into a range."""
+    if not isinstance(code, int):
+        return OTHER
+    if code in _STANDARD_CLOSE_CODES or (not from_client and 4000 <= code <= 4999):
+        return str(code)
+    if 3000 <= code <= 4999:
+        return f"{code // 1000}xxx"
+    return OTHER
+
+
+class InferwatchMiddleware:
+    def __init__(self, app: Any, *, metrics: HttpMetrics, settings: HttpSettings) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.settings = settings
+        self._exclude = settings.exclude_paths
+        self._exemplar = settings.exemplar
+        self._routes = RouteTemplates()
+        self._children: dict[tuple[str, str, int], _RouteChildren] = {}
+        self._active: dict[str, GaugeChild] = {}
+        self._error_types: dict[str, str] = {}
+        self._reported_errors: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" and scope["path"] not in self._exclude:
+            await self._http(scope, receive, send)
+        elif kind == "websocket" and scope["path"] not in self._exclude:
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # -- HTTP ------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        if method not in KNOWN_METHODS:
+            method = OTHER
+        active = self._active.get(method)
+        if active is None:
+            active = self._active[method] = self.metrics.active_requests.labels(method)
+        active.inc()
+        received = sent = status = 0
+        first_byte = end = 0.0
+        start = perf_counter()
+
+        async def receive_counting() -> Message:
+            nonlocal received
+            message = await receive()
+            body = message.get("body")
+            if body:
+                received += len(body)
+            return message
+
+        async def send_observing(message: Message) -> None:
+            nonlocal sent, status, first_byte, end
+            final = False
+            try:
+                if message["type"] == "http.response.body":
+                    body = message.get("body")
+                    if body:
+                        sent += len(body)
+                    if not message.get("more_body"):
+                        final = True
+                    elif body and not first_byte:
+                        first_byte = perf_counter()
+                elif message["type"] == "http.response.start":
+                    status = message["status"]
+            except Exception as exc:
+                self._internal_error("http.send", exc)
+            await send(message)
+            if final:
+                end = perf_counter()
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive_counting, send_observing)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            done = perf_counter()
+            try:
+                active.dec()
+                self._record_http(
+                    scope, method, status, error, start, first_byte, end, done, received, sent
+                )
+            except Exception as exc:
+                self._internal_error("http.record", exc)
+
+    def _record_http(
+        self,
+        scope: Scope,
+        method: str,
+        status: int,
+        error: BaseException | None,
+        start: float,
+        first_byte: float,
+        end: float,
+        done: float,
+        received: int,
+        sent: int,
+    ) -> None:
+        if not status:  # no response was started
+            status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
+        route = self._routes.template(scope)
+        children = self._children.get((method, route, status))
+        if children is None:
+            status_label = _STATUS_LABELS.get(status, OTHER)
+            children = _RouteChildren(self.metrics, method, route, status_label)
+            self._children[(method, route, status)] = children
+        if end:
+            children.background.observe(done - end)
+        else:
+            end = done  # exception or disconnect: the request ended when the app did
+        exemplar = self._exemplar() if self._exemplar is not None else None
+        children.duration.observe(end - start, exemplar)
+        children.request_size.observe(received)
+        children.response_size.observe(sent)
+        if first_byte:
+            children.ttfb().observe(first_byte - start)
+        if error is not None and not isinstance(error, asyncio.CancelledError):
+            self.metrics.exceptions.labels(method, route, self._error_type(error)).inc()
+
+    def _error_type(self, error: BaseException) -> str:
+        name = error_type(error)
+        label = self._error_types.get(name)
+        if label is None:
+            label = name if len(self._error_types) < MAX_ERROR_TYPES else OTHER
+            self._error_types[name] = label
+        return label
+
+    # -- WebSocket -------------------------------------------------------------------------
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        m = self.metrics
+        start = perf_counter()
+        accepted_at = 0.0
+        rejected = False
+        close: tuple[Any, str] | None = None  # (code, closed_by)
+        received: CounterChild | None = None
+        sent: CounterChild | None = None
+        active: GaugeChild | None = None
+
+        async def receive_observing() -> Message:
+            nonlocal close
+            message = await receive()
+            try:
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    if received is not None:
+                        received.inc()
+                elif kind == "websocket.disconnect" and close is None:
+                    close = (message.get("code", 1005), "client")
+            except Exception as exc:
+                self._internal_error("websocket.receive", exc)
+            return message
+
+        async def send_observing(message: Message) -> None:
+            nonlocal accepted_at, rejected, close, received, sent, active
+            try:
+                kind = message["type"]
+                if kind == "websocket.send":
+                    if sent is not None:
+                        sent.inc()
+                elif kind == "websocket.accept":
+                    accepted_at = perf_counter()
+                    route = self._routes.template(scope)
+                    received = m.ws_messages.labels(route, "received")
+                    sent = m.ws_messages.labels(route, "sent")
+                    active = m.ws_active.labels(route)
+                    active.inc()
+                elif kind == "websocket.close":
+                    if accepted_at:
+                        if close is None:
+                            close = (message.get("code", 1000), "server")
+                    else:
+                        rejected = True
+                elif kind == "websocket.http.response.start":
+                    rejected = True
+            except Exception as exc:
+                self._internal_error("websocket.send", exc)
+            await send(message)
+
+        failed = False
+        try:
+            await self.app(scope, receive_observing, send_observing)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            try:
+                done = perf_counter()
+                route = self._routes.template(scope)
+                if accepted_at:
+                    outcome = "accepted"
+                    if active is not None:
+                        active.dec()
+                    m.ws_setup.labels(route).observe(accepted_at - start)
+                    m.ws_session.labels(route).observe(done - accepted_at)
+                    code, closed_by = close or (1011 if failed else 1006, "server")
+                    label = close_code_label(code, from_client=closed_by == "client")
+                    m.ws_closed.labels(route, label, closed_by).inc()
+                else:
+                    outcome = "rejected" if rejected and not failed else "failed"
+                m.ws_attempts.labels(route, outcome).inc()
+            except Exception as exc:
+                self._internal_error("websocket.record", exc)
+
+    # -- own failures ----------------------------------------------------------------------
+    def _internal_error(self, component: str, exc: Exception) -> None:
+        try:
+            self.metrics.internal_errors.labels(component).inc()
+            if component not in self._reported_errors:  # log once per component, not per request
+                self._reported_errors.add(component)
+                log.warning("inferwatch instrumentation error in %s: %r", component, exc)
+        except Exception:
+            pass

@@ -1,0 +1,99 @@
+"""Route templates (``/v1/jobs/{job_id}``) for the ``http_route`` label.
+
+The router has already matched the request by the time the application returns and left the
+matched route in ``scope["route"]``; we only translate that object into its full template,
+mount prefixes included. Matching the path against every route again, as other middlewares
+do, costs a regex per route per request and can disagree with the router.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+UNMATCHED = "_unmatched"
+_CONVERTOR = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(:[a-zA-Z_][a-zA-Z0-9_]*)?}")
+
+
+def _template(path: str) -> str:
+    """``/items/{id:int}`` -> ``/items/{id}``: the convertor is syntax, not part of the route."""
+    return _CONVERTOR.sub(r"{\1}", path)
+
+
+def _prefix_regex(prefix: str) -> re.Pattern[str]:
+    parts = _CONVERTOR.split(prefix)
+    # split() yields literal, name, convertor, literal, ...; parameters match one segment.
+    pattern = "".join(
+        re.escape(p) if i % 3 == 0 else "[^/]+" for i, p in enumerate(parts) if i % 3 != 2
+    )
+    return re.compile(pattern)
+
+
+class RouteTemplates:
+    """Maps the route objects of one application to their full templates."""
+
+    def __init__(self) -> None:
+        # id(route) -> (route, [(mount prefix regex, full template), ...])
+        self._known: dict[int, tuple[Any, list[tuple[re.Pattern[str], str]]]] = {}
+        self._router_id: int | None = None
+
+    def template(self, scope: MutableMapping[str, Any]) -> str:
+        route = scope.get("route")
+        if route is None:
+            return UNMATCHED
+        entry = self._known.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = self._refresh(scope, route)
+        candidates = entry[1]
+        if len(candidates) == 1:
+            return candidates[0][1]
+        # The same route object mounted under several prefixes: the concrete root path says which.
+        root = scope.get("root_path", "")[len(scope.get("app_root_path", "")) :]
+        for regex, template in candidates:
+            if regex.fullmatch(root):
+                return template
+        return candidates[0][1]
+
+    def _refresh(self, scope: MutableMapping[str, Any], route: Any) -> tuple[Any, list[Any]]:
+        router = scope.get("router")
+        if router is not None and id(router) != self._router_id:
+            self._known.clear()
+            self._router_id = id(router)
+        if router is not None:
+            self._walk(getattr(router, "routes", ()), "", set())
+        entry = self._known.get(id(route))
+        if entry is None or entry[0] is not route:
+            # A route outside the router's tree (a custom router, a copied scope): fall back
+            # to its own template, which comes from code, never from the request.
+            own = getattr(route, "path_format", None) or getattr(route, "path", None)
+            template = _template(own) if isinstance(own, str) and own else UNMATCHED
+            entry = (route, [(_prefix_regex(""), template)])
+            self._known[id(route)] = entry
+        return entry
+
+    def _walk(self, routes: Iterable[Any], prefix: str, seen: set[int]) -> None:
+        for route in routes:
+            children = getattr(route, "routes", None)
+            path = getattr(route, "path", None)
+            if children is not None and getattr(route, "host", None) is not None:
+                self._walk(children, prefix, seen)  # Host(): no path prefix
+                continue
+            if not isinstance(path, str):
+                continue
+            if children is not None or (hasattr(route, "app") and not hasattr(route, "endpoint")):
+                # Mount: the route itself when nothing inside matches (e.g. StaticFiles),
+                # its children under the prefix otherwise.
+                mount_prefix = prefix + _template(path.rstrip("/"))
+                self._add(route, prefix, mount_prefix + "/{path}")
+                if children and id(route) not in seen:
+                    self._walk(children, mount_prefix, seen | {id(route)})
+                continue
+            self._add(route, prefix, prefix + _template(getattr(route, "path_format", path)))
+
+    def _add(self, route: Any, prefix: str, template: str) -> None:
+        entry = self._known.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = self._known[id(route)] = (route, [])
+        if all(t != template for _, t in entry[1]):
+            entry[1].append((_prefix_regex(prefix), template))

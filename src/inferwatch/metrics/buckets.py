@@ -1,0 +1,20 @@
+"""Default bucket bounds, chosen for AI workloads.
+
+Request durations run from a 5 ms health probe to a 10-minute video generation job. Bounds
+sit exactly on the thresholds inferwatch alerts on (150/200 ms interactive, 500 ms, 2 s and
+5 s), so ``histogram_quantile`` needs no interpolation where it matters.
+"""
+
+DURATION_SECONDS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+)  # fmt: skip
+
+# Payload sizes: a JSON prompt (~100 B) to a rendered video (~1 GiB), powers of four.
+SIZE_BYTES = tuple(float(4**k * 64) for k in range(13))
+
+# WebSocket handshakes and other setup steps: 1 ms to 10 s.
+SETUP_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Long-lived sessions (WebSocket streams): 1 s to 2 h.
+SESSION_SECONDS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0)

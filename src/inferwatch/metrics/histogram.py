@@ -1,0 +1,109 @@
+"""Histogram: counts of observations in cumulative buckets, plus their sum."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
+import prometheus_client
+from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
+
+from inferwatch.metrics._base import Metric
+
+
+def validate_buckets(buckets: Sequence[float], *, what: str = "buckets") -> tuple[float, ...]:
+    """Return the bucket bounds with +Inf appended; reject unsorted, duplicate or NaN bounds."""
+    try:
+        bounds = [float(b) for b in buckets]
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} must be numbers, got {list(buckets)!r}") from exc
+    if not bounds:
+        raise ValueError(f"{what} must not be empty")
+    if any(math.isnan(b) for b in bounds):
+        raise ValueError(f"{what} must not contain NaN")
+    if any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
+        raise ValueError(f"{what} must be strictly increasing, got {list(buckets)!r}")
+    if bounds[-1] != math.inf:
+        bounds.append(math.inf)
+    return tuple(bounds)
+
+
+class HistogramChild:
+    __slots__ = ("_bounds", "_counts", "_exemplars", "_lock", "_sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self._counts = [0] * len(bounds)  # per bucket, not cumulative
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        self._exemplars: list[Exemplar | None] | None = None
+
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
+        if value != value:  # NaN would poison the sum forever; it carries no information
+            return
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le = "<=").
+        index = bisect_left(self._bounds, value)
+        with self._lock:
+            self._counts[index] += 1
+            self._sum += value
+        if exemplar is not None:
+            if self._exemplars is None:
+                self._exemplars = [None] * len(self._bounds)
+            self._exemplars[index] = Exemplar(exemplar, value, time.time())
+
+    def snapshot(self) -> tuple[list[int], float]:
+        with self._lock:
+            return list(self._counts), self._sum
+
+
+class Histogram(Metric[HistogramChild]):
+    kind = "histogram"
+    _reserved_labels = frozenset({"le"})
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str] = (),
+        *,
+        buckets: Sequence[float],
+        **kwargs: Any,
+    ) -> None:
+        self.buckets = validate_buckets(buckets, what=f"buckets of {name}")
+        self._bucket_names = [floatToGoString(b) for b in self.buckets]
+        super().__init__(name, documentation, labelnames, **kwargs)
+
+    def _local_child(self) -> HistogramChild:
+        return HistogramChild(self.buckets)
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            self.name, self.documentation, labels=self.labelnames, unit=self.unit
+        )
+
+    def _add_sample(self, family: Any, labelvalues: list[str], child: HistogramChild) -> None:
+        counts, total = child.snapshot()
+        exemplars = child._exemplars
+        buckets: list[Any] = []
+        cumulative = 0
+        for i, name in enumerate(self._bucket_names):
+            cumulative += counts[i]
+            exemplar = exemplars[i] if exemplars is not None else None
+            buckets.append((name, cumulative, exemplar) if exemplar else (name, cumulative))
+        family.add_metric(labelvalues, buckets, total)
+
+    def _multiprocess_metric(self) -> prometheus_client.Histogram:
+        return prometheus_client.Histogram(
+            self.name,
+            self.documentation,
+            self.labelnames,
+            registry=None,
+            buckets=self.buckets,
+        )

@@ -1,0 +1,178 @@
+"""Multiprocess mode: exact totals across `uvicorn --workers N` / gunicorn workers.
+
+Values live in prometheus_client's per-process mmap files (``<type>_<pid>.db`` in
+``PROMETHEUS_MULTIPROC_DIR``) and are merged at scrape time. prometheus_client alone keeps
+the files of every worker that ever ran, so the directory and the scrape time grow with each
+restart, and a SIGKILLed worker's live gauges stay forever unless someone calls
+``mark_process_dead``. :class:`CompactingCollector` fixes both at scrape time: files of dead
+workers are folded into one archive file per type (counters and histograms keep their
+totals, live gauges are dropped), so the directory holds at most one file per live worker
+and type plus the archives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import glob
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import psutil
+from prometheus_client import values
+from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import CollectorRegistry
+
+ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+ARCHIVE = "archive"
+_LOCK_FILE = ".inferwatch-compaction.lock"
+
+log = logging.getLogger(__name__)
+
+
+def directory() -> str | None:
+    return os.environ.get(ENV_VAR) or None
+
+
+def enabled() -> bool:
+    """True when metrics must be written to the shared multiprocess directory."""
+    path = directory()
+    if path is None:
+        return False
+    if not os.path.isdir(path):
+        raise RuntimeError(f"{ENV_VAR}={path!r} is not a directory; create it before starting")
+    if values.ValueClass is values.MutexValue:
+        raise RuntimeError(
+            f"{ENV_VAR} was set after prometheus_client was imported; set it in the "
+            "environment of the server process (before Python starts) instead"
+        )
+    return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        # AccessDenied means it exists but is not ours: still alive.
+        return psutil.pid_exists(pid)
+
+
+def _parse(path: str) -> tuple[str, str, str] | None:
+    """``counter_1.db`` -> (counter, "", "1"); ``gauge_livesum_1.db`` -> (gauge, livesum, "1")."""
+    parts = os.path.basename(path)[: -len(".db")].split("_")
+    if parts[0] == "gauge" and len(parts) == 3:
+        return parts[0], parts[1], parts[2]
+    if parts[0] in ("counter", "histogram", "summary") and len(parts) == 2:
+        return parts[0], "", parts[1]
+    return None
+
+
+def _archive_name(kind: str, mode: str) -> str:
+    return f"gauge_{mode}_{ARCHIVE}.db" if kind == "gauge" else f"{kind}_{ARCHIVE}.db"
+
+
+def _combine(
+    mode: str, old: tuple[float, float] | None, new: tuple[float, float]
+) -> tuple[float, float]:
+    """Fold a dead worker's (value, timestamp) into the archive's, per gauge mode."""
+    if old is None:
+        return new
+    if mode in ("max", "min"):
+        pick = max if mode == "max" else min
+        return pick(old[0], new[0]), max(old[1], new[1])
+    if mode == "mostrecent":
+        return new if new[1] >= old[1] else old
+    return old[0] + new[0], max(old[1], new[1])  # counters, histograms, summaries, sum
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    with open(os.path.join(path, _LOCK_FILE), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def compact(path: str | None = None) -> int:
+    """Fold the files of dead workers into the archives; return how many files were removed.
+
+    Safe to call from every worker at once (an exclusive file lock serialises them).
+    A crash between replacing an archive and unlinking its source would count that one
+    worker twice; the window is one ``os.replace`` + ``os.unlink`` long.
+    """
+    path = path or directory()
+    if path is None:
+        return 0
+    removed = 0
+    with _locked(path):
+        for source in sorted(glob.glob(os.path.join(path, "*.db"))):
+            parsed = _parse(source)
+            if parsed is None or parsed[2] == ARCHIVE:
+                continue
+            kind, mode, pid = parsed
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            # Live gauges describe the dead process only; "all" gauges are per-pid series
+            # of a pid that no longer exists. Everything else keeps its contribution.
+            if not (kind == "gauge" and (mode.startswith("live") or mode == "all")):
+                _merge_into_archive(path, source, kind, mode)
+            os.unlink(source)
+            removed += 1
+    return removed
+
+
+def _merge_into_archive(path: str, source: str, kind: str, mode: str) -> None:
+    archive = os.path.join(path, _archive_name(kind, mode))
+    merged: dict[str, tuple[float, float]] = {}
+    if os.path.exists(archive):
+        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(archive):
+            merged[key] = (value, timestamp)
+    for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(source):
+        merged[key] = _combine(mode, merged.get(key), (value, timestamp))
+    tmp = archive + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    out = MmapedDict(tmp)
+    try:
+        for key, (value, timestamp) in merged.items():
+            out.write_value(key, value, timestamp)
+    finally:
+        out.close()
+    os.replace(tmp, archive)
+
+
+class CompactingCollector:
+    """prometheus_client's ``MultiProcessCollector``, plus clean-up after dead workers."""
+
+    def __init__(self, registry: CollectorRegistry | None, path: str | None = None) -> None:
+        path = path or directory()
+        if not path or not os.path.isdir(path):
+            raise ValueError(f"{ENV_VAR} is not set or not a directory: {path!r}")
+        self.path = path
+        if registry is not None:
+            registry.register(self)
+
+    def collect(self) -> Iterable[Any]:
+        try:
+            compact(self.path)
+        except OSError as exc:  # never fail a scrape over housekeeping
+            log.warning("multiprocess compaction failed: %s", exc)
+        files = glob.glob(os.path.join(self.path, "*.db"))
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def exposition_registry() -> CollectorRegistry:
+    """A registry that reads every worker's values; use it for /metrics in multiprocess mode."""
+    registry = CollectorRegistry()
+    CompactingCollector(registry)
+    return registry
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook (``child_exit = inferwatch.metrics.multiprocess.child_exit``)."""
+    compact()

@@ -1,0 +1,332 @@
+"""The HTTP/WebSocket middleware, driven in-process through httpx's ASGI transport.
+
+Real-server behaviour (uvicorn, real sockets) is covered by the demo-service tests; here the
+point is exact bookkeeping and the traps other middlewares fall into.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import string
+
+import httpx
+import pytest
+from fastapi import BackgroundTasks, FastAPI, WebSocket
+from fastapi.responses import StreamingResponse
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient  # noqa: E402  (websocket client)
+
+import inferwatch
+from inferwatch.http import middleware as middleware_module
+
+DURATION = "http_server_request_duration_seconds"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset], float]:
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return samples(registry).get((name, frozenset(labels.items())))
+
+
+def http_labels(route: str, status: str = "200", method: str = "GET") -> dict[str, str]:
+    return {"http_request_method": method, "http_route": route, "http_response_status_code": status}
+
+
+def build_app(registry: CollectorRegistry, **kwargs) -> FastAPI:
+    app = FastAPI()
+    sub = FastAPI()
+
+    @sub.get("/items/{item_id:int}")
+    async def sub_item(item_id: int) -> dict:
+        return {"id": item_id}
+
+    app.mount("/api/{version}", sub)
+
+    @app.get("/v1/jobs/{job_id}")
+    async def job(job_id: str) -> dict:
+        return {"job": job_id}
+
+    @app.post("/v1/upload")
+    async def upload(payload: dict) -> dict:
+        return {"size": len(payload["data"])}
+
+    @app.get("/v1/slow-background")
+    async def slow_background(tasks: BackgroundTasks) -> dict:
+        tasks.add_task(asyncio.sleep, 0.3)
+        return {"ok": True}
+
+    @app.get("/v1/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks():
+            for _ in range(3):
+                await asyncio.sleep(0.02)
+                yield b"x" * 100
+
+        return StreamingResponse(chunks(), media_type="audio/wav")
+
+    @app.get("/v1/boom")
+    async def boom() -> dict:
+        raise LookupError("model missing")
+
+    @app.get("/healthz")
+    async def health() -> dict:
+        return {"ok": True}
+
+    @app.websocket("/v1/ws/{session}")
+    async def ws(websocket: WebSocket, session: str) -> None:
+        if websocket.query_params.get("deny"):
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        for _ in range(2):
+            await websocket.receive_text()
+        for _ in range(3):
+            await websocket.send_text("chunk")
+        await websocket.close(code=1000)
+
+    inferwatch.instrument_app(app, registry=registry, **kwargs)
+    return app
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+async def test_route_templates_status_codes_and_sizes(registry: CollectorRegistry) -> None:
+    app = build_app(registry)
+    async with client(app) as c:
+        for job in ("a1", "b2", "c3"):
+            assert (await c.get(f"/v1/jobs/{job}")).status_code == 200
+        assert (await c.get("/api/v7/items/42")).status_code == 200
+        assert (await c.get("/no/such/path")).status_code == 404
+        assert (await c.post("/v1/upload", json={"data": "x" * 1000})).status_code == 200
+
+    assert sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}")) == 3
+    assert sample(registry, f"{DURATION}_count", **http_labels("/api/{version}/items/{item_id}")) == 1
+    assert sample(registry, f"{DURATION}_count", **http_labels("_unmatched", "404")) == 1
+    # No raw path or id ever becomes a label value.
+    values = {v for _, labels in samples(registry) for _, v in labels}
+    for raw in ("a1", "b2", "/api/v7", "42", "/no/such/path"):
+        assert not any(raw in v for v in values)
+    upload = http_labels("/v1/upload", method="POST")
+    body_size = sample(registry, "http_server_request_body_size_bytes_sum", **upload)
+    assert body_size == len('{"data":"' + "x" * 1000 + '"}')
+    # 1012 bytes fall in the 1024-byte bucket, not the 256-byte one.
+    assert sample(registry, "http_server_request_body_size_bytes_bucket", le="1024.0", **upload) == 1
+    assert sample(registry, "http_server_request_body_size_bytes_bucket", le="256.0", **upload) == 0
+    assert sample(registry, "http_server_response_body_size_bytes_sum", **upload) == len(b'{"size":1000}')
+    assert sample(registry, "http_server_active_requests", http_request_method="GET") == 0
+
+
+async def test_unknown_methods_collapse_and_excluded_paths_are_silent(registry) -> None:
+    app = build_app(registry)
+    async with client(app) as c:
+        assert (await c.request("BREW", "/v1/jobs/1")).status_code == 405
+        assert (await c.request("PROPFIND-XYZ", "/v1/jobs/1")).status_code == 405
+        assert (await c.get("/healthz")).status_code == 200
+        assert (await c.get("/metrics")).status_code == 200
+    assert sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}", "405", "_OTHER")) == 2
+    routes = {dict(k[1]).get("http_route") for k in samples(registry) if k[0] == f"{DURATION}_count"}
+    assert routes == {"/v1/jobs/{job_id}"}
+
+
+async def test_background_tasks_are_timed_separately(registry) -> None:
+    app = build_app(registry)
+    async with client(app) as c:
+        assert (await c.get("/v1/slow-background")).status_code == 200
+    labels = http_labels("/v1/slow-background")
+    assert sample(registry, f"{DURATION}_count", **labels) == 1
+    assert sample(registry, f"{DURATION}_sum", **labels) < 0.2
+    route = {"http_request_method": "GET", "http_route": "/v1/slow-background"}
+    assert sample(registry, "http_server_background_duration_seconds_sum", **route) >= 0.3
+
+
+async def test_streaming_time_to_first_byte_and_duration_to_last_chunk(registry) -> None:
+    app = build_app(registry)
+    async with client(app) as c:
+        response = await c.get("/v1/stream")
+        assert response.content == b"x" * 300
+    route = {"http_request_method": "GET", "http_route": "/v1/stream"}
+    assert sample(registry, "http_server_time_to_first_byte_seconds_count", **route) == 1
+    ttfb = sample(registry, "http_server_time_to_first_byte_seconds_sum", **route)
+    total = sample(registry, f"{DURATION}_sum", **http_labels("/v1/stream"))
+    assert 0.02 <= ttfb < total
+    assert total >= 0.06  # three 20 ms chunks: measured to the end of the body
+    # Non-streamed routes get no time-to-first-byte series at all.
+    names = {k for k in samples(registry) if k[0].startswith("http_server_time_to_first_byte")}
+    assert all(dict(k[1])["http_route"] == "/v1/stream" for k in names)
+
+
+async def test_unhandled_exception_counted_by_type(registry) -> None:
+    app = build_app(registry)
+    async with client(app) as c:
+        for _ in range(2):
+            assert (await c.get("/v1/boom")).status_code == 500
+    assert sample(registry, f"{DURATION}_count", **http_labels("/v1/boom", "500")) == 2
+    exceptions = {"http_request_method": "GET", "http_route": "/v1/boom", "error_type": "LookupError"}
+    assert sample(registry, "http_server_exceptions_total", **exceptions) == 2
+
+
+async def test_error_types_are_bounded(registry, monkeypatch) -> None:
+    monkeypatch.setattr(middleware_module, "MAX_ERROR_TYPES", 3)
+    app = FastAPI()
+
+    @app.get("/raise/{n}")
+    async def raise_new_type(n: int) -> None:
+        raise type(f"Error{n}", (Exception,), {})()
+
+    inferwatch.instrument_app(app, registry=registry)
+    async with client(app) as c:
+        for n in range(10):
+            await c.get(f"/raise/{n}")
+    types = {
+        dict(k[1])["error_type"]
+        for k in samples(registry)
+        if k[0] == "http_server_exceptions_total"
+    }
+    assert len(types) == 4 and "_OTHER" in types
+
+
+def series(registry: CollectorRegistry) -> set[tuple[str, frozenset]]:
+    """Distinct time series, counting a histogram's buckets, sum and count as one."""
+    return {
+        (m.name, frozenset(s.labels.items() - {("le", s.labels.get("le"))}))
+        for m in registry.collect()
+        for s in m.samples
+    }
+
+
+async def test_ten_thousand_random_paths_add_constant_series(registry) -> None:
+    app = build_app(registry)
+    rng = random.Random(7)
+    methods = ["GET", "POST", "DELETE", "FOO"]
+    async with client(app) as c:
+        for method in methods:  # every combination the random traffic can produce, once
+            await c.request(method, "/warm/up")
+        before = series(registry)
+        for _ in range(10_000):
+            path = "/" + "/".join(
+                "".join(rng.choices(string.ascii_letters + string.digits, k=8))
+                for _ in range(rng.randint(1, 4))
+            )
+            await c.request(rng.choice(methods), path)
+    assert series(registry) == before
+    unmatched = [
+        v
+        for (name, labels), v in samples(registry).items()
+        if name == f"{DURATION}_count" and dict(labels)["http_route"] == "_unmatched"
+    ]
+    assert sum(unmatched) == 10_004 and len(unmatched) == 4
+
+
+def test_websocket_sessions(registry) -> None:
+    app = build_app(registry)
+    with TestClient(app) as c:
+        with c.websocket_connect("/v1/ws/abc") as ws:
+            ws.send_text("hello")
+            ws.send_text("more")
+            assert [ws.receive_text() for _ in range(3)] == ["chunk"] * 3
+        with pytest.raises(Exception), c.websocket_connect("/v1/ws/abc?deny=1"):
+            pass
+    route = {"http_route": "/v1/ws/{session}"}
+    assert sample(registry, "websocket_server_connection_attempts_total", outcome="accepted", **route) == 1
+    assert sample(registry, "websocket_server_connection_attempts_total", outcome="rejected", **route) == 1
+    closed = {"close_code": "1000", "closed_by": "server", **route}
+    assert sample(registry, "websocket_server_connections_closed_total", **closed) == 1
+    assert sample(registry, "websocket_server_messages_total", direction="received", **route) == 2
+    assert sample(registry, "websocket_server_messages_total", direction="sent", **route) == 3
+    assert sample(registry, "websocket_server_active_connections", **route) == 0
+    assert sample(registry, "websocket_server_connection_setup_duration_seconds_count", **route) == 1
+    assert sample(registry, "websocket_server_session_duration_seconds_count", **route) == 1
+
+
+def test_close_code_labels_are_bounded() -> None:
+    label = middleware_module.close_code_label
+    assert label(1000, from_client=True) == "1000"
+    assert label(4001, from_client=False) == "4001"
+    assert label(4001, from_client=True) == "4xxx"
+    assert label(3999, from_client=True) == "3xxx"
+    assert label(65535, from_client=True) == "_OTHER"
+    assert label("1000", from_client=True) == "_OTHER"
+
+
+async def test_metrics_failure_never_fails_the_request(registry, monkeypatch, caplog) -> None:
+    app = build_app(registry)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("metrics store is broken")
+
+    monkeypatch.setattr(middleware_module.InferwatchMiddleware, "_record_http", broken)
+    async with client(app) as c:
+        for _ in range(3):
+            response = await c.get("/v1/jobs/1")
+            assert response.status_code == 200 and response.json() == {"job": "1"}
+    errors = sample(registry, "inferwatch_instrumentation_errors_total", component="http.record")
+    assert errors == 3
+    assert len([r for r in caplog.records if "instrumentation error" in r.message]) == 1
+
+
+async def test_instrumenting_twice_and_rebuilding_the_stack(registry) -> None:
+    app = build_app(registry)
+    inferwatch.instrument_app(app, registry=registry)  # second call: a warning, no new layer
+    async with client(app) as c:
+        await c.get("/v1/jobs/1")
+        app.middleware_stack = app.build_middleware_stack()  # what Starlette may do again
+        await c.get("/v1/jobs/2")
+    # a second app in the same registry shares the metrics instead of raising
+    other = build_app(registry)
+    async with client(other) as c:
+        await c.get("/v1/jobs/3")
+    assert sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}")) == 3
+
+
+def test_custom_registry_is_honoured_by_every_metric(registry) -> None:
+    before = {m.name for m in REGISTRY.collect()}
+    app = build_app(registry)
+    with TestClient(app) as c:
+        c.get("/v1/jobs/1")
+    assert {m.name for m in REGISTRY.collect()} == before
+    assert any(m.name == DURATION for m in registry.collect())
+
+
+def test_bad_arguments_get_clear_errors(registry) -> None:
+    with pytest.raises(ValueError, match="strictly increasing"):
+        build_app(registry, duration_buckets=[1.0, 0.5])
+    with pytest.raises(ValueError, match="metrics_path must start with '/'"):
+        build_app(CollectorRegistry(), metrics_path="metrics")
+    with pytest.raises(TypeError, match="collection of paths"):
+        build_app(CollectorRegistry(), exclude_paths="/healthz")
+    with pytest.raises(ValueError, match="absolute paths"):
+        build_app(CollectorRegistry(), exclude_paths=["healthz"])
+    build_app(registry)
+    with pytest.raises(ValueError, match="other buckets"):
+        build_app(registry, duration_buckets=[0.1, 1.0])
+
+
+def test_instrumenting_a_running_app_is_refused() -> None:
+    app = FastAPI()
+    with TestClient(app) as c:
+        c.get("/")
+        with pytest.raises(RuntimeError, match="before the application starts"):
+            inferwatch.instrument_app(app, registry=CollectorRegistry())

@@ -35,38 +35,42 @@ class HttpMetrics:
         self.duration_buckets = tuple(duration_buckets)
         self.size_buckets = tuple(size_buckets)
         r = registry
+        # One lock for everything a request writes at its end, so the middleware takes it
+        # once per request instead of once per histogram.
+        self.request_lock = lock = threading.Lock()
         self.request_duration = Histogram(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests, from the first byte received to the last "
             "byte of the response body (background tasks excluded).",
             (METHOD, ROUTE, STATUS), buckets=duration_buckets, registry=r, unit="seconds",
+            lock=lock,
         )  # fmt: skip
         self.active_requests = Gauge(
             "http_server_active_requests",
             "Number of HTTP requests currently being served.",
-            (METHOD,), registry=r, multiprocess_mode="livesum",
+            (METHOD,), registry=r, multiprocess_mode="livesum", lock=lock,
         )  # fmt: skip
         self.request_body_size = Histogram(
             "http_server_request_body_size_bytes",
             "Size of HTTP request bodies read by the application.",
-            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes",
+            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes", lock=lock,
         )  # fmt: skip
         self.response_body_size = Histogram(
             "http_server_response_body_size_bytes",
             "Size of HTTP response bodies sent.",
-            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes",
+            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes", lock=lock,
         )  # fmt: skip
         self.time_to_first_byte = Histogram(
             "http_server_time_to_first_byte_seconds",
             "For streamed responses (more than one body chunk): time from the request to "
             "the first non-empty body chunk.",
-            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds",
+            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds", lock=lock,
         )  # fmt: skip
         self.background_duration = Histogram(
             "http_server_background_duration_seconds",
             "Time the application kept working after the response was complete "
             "(background tasks, dependency teardown); not part of the request duration.",
-            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds",
+            (METHOD, ROUTE), buckets=duration_buckets, registry=r, unit="seconds", lock=lock,
         )  # fmt: skip
         self.exceptions = Counter(
             "http_server_exceptions_total",

@@ -39,6 +39,7 @@ class Metric(Generic[ChildT]):
         *,
         registry: CollectorRegistry | None = REGISTRY,
         unit: str = "",
+        lock: threading.Lock | None = None,
     ) -> None:
         if not _METRIC_NAME.match(name):
             raise ValueError(f"invalid metric name {name!r}: must match {_METRIC_NAME.pattern}")
@@ -57,6 +58,9 @@ class Metric(Generic[ChildT]):
         self.labelnames = labelnames
         self.unit = unit
         self._lock = threading.Lock()
+        # Children normally get a lock each; metrics that are always written together
+        # (one request's histograms) can share one so a writer takes it once.
+        self._child_lock = lock
         self._children: dict[tuple[str, ...], ChildT] = {}
         # In multiprocess mode values live in prometheus_client's per-process mmap files,
         # which the multiprocess collector merges at scrape time; this object then only

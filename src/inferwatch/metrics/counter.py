@@ -14,8 +14,8 @@ from inferwatch.metrics._base import Metric
 class CounterChild:
     __slots__ = ("_lock", "_value")
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, lock: threading.Lock | None = None) -> None:
+        self._lock = lock or threading.Lock()
         self._value = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
@@ -36,7 +36,7 @@ class Counter(Metric[CounterChild]):
         super().__init__(name.removesuffix("_total"), documentation, *args, **kwargs)
 
     def _local_child(self) -> CounterChild:
-        return CounterChild()
+        return CounterChild(self._child_lock)
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(

@@ -20,8 +20,8 @@ MultiprocessMode = Literal[
 class GaugeChild:
     __slots__ = ("_lock", "_value")
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, lock: threading.Lock | None = None) -> None:
+        self._lock = lock or threading.Lock()
         self._value = 0.0
 
     def inc(self, amount: float = 1.0) -> None:
@@ -54,7 +54,7 @@ class Gauge(Metric[GaugeChild]):
         super().__init__(name, documentation, *args, **kwargs)
 
     def _local_child(self) -> GaugeChild:
-        return GaugeChild()
+        return GaugeChild(self._child_lock)
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(

@@ -38,11 +38,11 @@ def validate_buckets(buckets: Sequence[float], *, what: str = "buckets") -> tupl
 class HistogramChild:
     __slots__ = ("_bounds", "_counts", "_exemplars", "_lock", "_sum")
 
-    def __init__(self, bounds: tuple[float, ...]) -> None:
+    def __init__(self, bounds: tuple[float, ...], lock: threading.Lock | None = None) -> None:
         self._bounds = bounds
         self._counts = [0] * len(bounds)  # per bucket, not cumulative
         self._sum = 0.0
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
         self._exemplars: list[Exemplar | None] | None = None
 
     def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
@@ -54,9 +54,18 @@ class HistogramChild:
             self._counts[index] += 1
             self._sum += value
         if exemplar is not None:
-            if self._exemplars is None:
-                self._exemplars = [None] * len(self._bounds)
-            self._exemplars[index] = Exemplar(exemplar, value, time.time())
+            self._set_exemplar(index, value, exemplar)
+
+    def observe_unlocked(self, value: float) -> None:
+        """``observe`` for a caller already holding this child's (shared) lock."""
+        if value == value:
+            self._counts[bisect_left(self._bounds, value)] += 1
+            self._sum += value
+
+    def _set_exemplar(self, index: int, value: float, exemplar: dict[str, str]) -> None:
+        if self._exemplars is None:
+            self._exemplars = [None] * len(self._bounds)
+        self._exemplars[index] = Exemplar(exemplar, value, time.time())
 
     def snapshot(self) -> tuple[list[int], float]:
         with self._lock:
@@ -81,7 +90,7 @@ class Histogram(Metric[HistogramChild]):
         super().__init__(name, documentation, labelnames, **kwargs)
 
     def _local_child(self) -> HistogramChild:
-        return HistogramChild(self.buckets)
+        return HistogramChild(self.buckets, self._child_lock)
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,9 @@ from prometheus_client.registry import CollectorRegistry
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 ARCHIVE = "archive"
 _LOCK_FILE = ".inferwatch-compaction.lock"
+# Names the source being folded and the inode its new archive will have; lets the next
+# compaction tell "archive replaced, source not yet removed" from "archive not replaced".
+_JOURNAL = ".inferwatch-compaction.journal"
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +93,11 @@ def _combine(
 
 
 @contextlib.contextmanager
-def _locked(path: str) -> Iterator[None]:
+def _locked(path: str, *, exclusive: bool = True) -> Iterator[None]:
+    # flock locks belong to the open file description, so threads of one process exclude
+    # each other too, and a worker killed while holding the lock releases it.
     with open(os.path.join(path, _LOCK_FILE), "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
             yield
         finally:
@@ -101,15 +107,23 @@ def _locked(path: str) -> Iterator[None]:
 def compact(path: str | None = None) -> int:
     """Fold the files of dead workers into the archives; return how many files were removed.
 
-    Safe to call from every worker at once (an exclusive file lock serialises them).
-    A crash between replacing an archive and unlinking its source would count that one
-    worker twice; the window is one ``os.replace`` + ``os.unlink`` long.
+    Safe to call from every worker and the gunicorn master at once: an exclusive file lock
+    serialises compactions, and scrapes read under a shared lock, so no scrape sees a dead
+    worker's values both in its own file and in the archive.
+
+    Crash safety: each archive is rewritten to a temporary file and moved into place with
+    ``os.replace``. A compaction killed after that move but before it unlinks the source
+    would count that worker twice; a journal written just before the move records the
+    source and the new archive's inode, and the next compaction (every scrape starts with
+    one) removes such a source instead of folding it in again. Nothing is fsynced: the
+    directory is scratch space for one server run, wiped before the next.
     """
     path = path or directory()
     if path is None:
         return 0
     removed = 0
     with _locked(path):
+        removed += _recover(path)
         for source in sorted(glob.glob(os.path.join(path, "*.db"))):
             parsed = _parse(source)
             if parsed is None or parsed[2] == ARCHIVE:
@@ -121,8 +135,37 @@ def compact(path: str | None = None) -> int:
             # of a pid that no longer exists. Everything else keeps its contribution.
             if not (kind == "gauge" and (mode.startswith("live") or mode == "all")):
                 _merge_into_archive(path, source, kind, mode)
-            os.unlink(source)
+            with contextlib.suppress(FileNotFoundError):  # e.g. mark_process_dead got there
+                os.unlink(source)
             removed += 1
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(path, _JOURNAL))
+    return removed
+
+
+def _recover(path: str) -> int:
+    """Finish a compaction that died between replacing an archive and unlinking its source."""
+    journal = os.path.join(path, _JOURNAL)
+    try:
+        with open(journal) as f:
+            entry = json.load(f)
+        source = os.path.join(path, os.path.basename(entry["source"]))
+        archive = os.path.join(path, os.path.basename(entry["archive"]))
+        inode = int(entry["inode"])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError):
+        os.unlink(journal)  # written atomically, so never torn; ignore anything else
+        return 0
+    removed = 0
+    parsed = _parse(source) if source.endswith(".db") else None
+    pid = parsed[2] if parsed else ""
+    with contextlib.suppress(FileNotFoundError):
+        # The pid check spares a file that a new process with a reused pid has since created.
+        if os.stat(archive).st_ino == inode and pid.isdigit() and not _process_alive(int(pid)):
+            os.unlink(source)
+            removed = 1
+    os.unlink(journal)
     return removed
 
 
@@ -143,7 +186,20 @@ def _merge_into_archive(path: str, source: str, kind: str, mode: str) -> None:
             out.write_value(key, value, timestamp)
     finally:
         out.close()
+    _write_journal(path, source, archive, os.stat(tmp).st_ino)
     os.replace(tmp, archive)
+
+
+def _write_journal(path: str, source: str, archive: str, inode: int) -> None:
+    journal = os.path.join(path, _JOURNAL)
+    entry = {
+        "source": os.path.basename(source),
+        "archive": os.path.basename(archive),
+        "inode": inode,
+    }
+    with open(journal + ".tmp", "w") as f:
+        json.dump(entry, f)
+    os.replace(journal + ".tmp", journal)
 
 
 class CompactingCollector:
@@ -160,10 +216,14 @@ class CompactingCollector:
     def collect(self) -> Iterable[Any]:
         try:
             compact(self.path)
-        except OSError as exc:  # never fail a scrape over housekeeping
-            log.warning("multiprocess compaction failed: %s", exc)
-        files = glob.glob(os.path.join(self.path, "*.db"))
-        return MultiProcessCollector.merge(files, accumulate=True)
+        except Exception as exc:  # never fail a scrape over housekeeping
+            log.warning("multiprocess compaction failed: %r", exc)
+        # Read under the shared lock: a concurrent compaction in another worker must not
+        # move a dead worker's file into the archive between our glob and our reads, which
+        # would count it twice (a spurious jump) or fail the scrape on the vanished file.
+        with _locked(self.path, exclusive=False):
+            files = glob.glob(os.path.join(self.path, "*.db"))
+            return list(MultiProcessCollector.merge(files, accumulate=True))
 
 
 def exposition_registry() -> CollectorRegistry:
@@ -174,5 +234,6 @@ def exposition_registry() -> CollectorRegistry:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """gunicorn hook (``child_exit = inferwatch.metrics.multiprocess.child_exit``)."""
+    """gunicorn hook (``child_exit = inferwatch.metrics.multiprocess.child_exit``): runs in the
+    master after a worker is reaped, so its files are folded even if nobody scrapes."""
     compact()

@@ -1,0 +1,1 @@
+"""The ``inferwatch`` command line; each subcommand is a module listed in ``main.COMMANDS``."""

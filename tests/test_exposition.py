@@ -77,7 +77,9 @@ async def test_bearer_token_protection() -> None:
         assert denied.status_code == 401
         assert denied.headers["www-authenticate"].startswith("Bearer")
         assert "s3cret" not in denied.text
-        assert (await c.get("/metrics", headers={"Authorization": "Bearer wrong"})).status_code == 401
+        assert (
+            await c.get("/metrics", headers={"Authorization": "Bearer wrong"})
+        ).status_code == 401
         ok = await c.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
         assert ok.status_code == 200
         # the application's own routes are not affected
@@ -85,12 +87,18 @@ async def test_bearer_token_protection() -> None:
 
 
 async def test_basic_auth_protection() -> None:
-    app = app_with_metrics(CollectorRegistry(), metrics_auth=MetricsAuth.basic("prom", "pw:with:colons"))
+    app = app_with_metrics(
+        CollectorRegistry(), metrics_auth=MetricsAuth.basic("prom", "pw:with:colons")
+    )
     good = base64.b64encode(b"prom:pw:with:colons").decode()
     bad = base64.b64encode(b"prom:nope").decode()
     async with client(app) as c:
-        assert (await c.get("/metrics", headers={"Authorization": f"Basic {good}"})).status_code == 200
-        assert (await c.get("/metrics", headers={"Authorization": f"Basic {bad}"})).status_code == 401
+        assert (
+            await c.get("/metrics", headers={"Authorization": f"Basic {good}"})
+        ).status_code == 200
+        assert (
+            await c.get("/metrics", headers={"Authorization": f"Basic {bad}"})
+        ).status_code == 401
         assert (await c.get("/metrics", headers={"Authorization": "Basic !!!"})).status_code == 401
 
 

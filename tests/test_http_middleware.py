@@ -16,7 +16,8 @@ from fastapi import BackgroundTasks, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from starlette.testclient import TestClient  # noqa: E402  (websocket client)
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 import inferwatch
 from inferwatch.http import middleware as middleware_module
@@ -123,7 +124,9 @@ async def test_route_templates_status_codes_and_sizes(registry: CollectorRegistr
         assert (await c.post("/v1/upload", json={"data": "x" * 1000})).status_code == 200
 
     assert sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}")) == 3
-    assert sample(registry, f"{DURATION}_count", **http_labels("/api/{version}/items/{item_id}")) == 1
+    assert (
+        sample(registry, f"{DURATION}_count", **http_labels("/api/{version}/items/{item_id}")) == 1
+    )
     assert sample(registry, f"{DURATION}_count", **http_labels("_unmatched", "404")) == 1
     # No raw path or id ever becomes a label value.
     values = {v for _, labels in samples(registry) for _, v in labels}
@@ -133,9 +136,13 @@ async def test_route_templates_status_codes_and_sizes(registry: CollectorRegistr
     body_size = sample(registry, "http_server_request_body_size_bytes_sum", **upload)
     assert body_size == len('{"data":"' + "x" * 1000 + '"}')
     # 1012 bytes fall in the 1024-byte bucket, not the 256-byte one.
-    assert sample(registry, "http_server_request_body_size_bytes_bucket", le="1024.0", **upload) == 1
+    assert (
+        sample(registry, "http_server_request_body_size_bytes_bucket", le="1024.0", **upload) == 1
+    )
     assert sample(registry, "http_server_request_body_size_bytes_bucket", le="256.0", **upload) == 0
-    assert sample(registry, "http_server_response_body_size_bytes_sum", **upload) == len(b'{"size":1000}')
+    assert sample(registry, "http_server_response_body_size_bytes_sum", **upload) == len(
+        b'{"size":1000}'
+    )
     assert sample(registry, "http_server_active_requests", http_request_method="GET") == 0
 
 
@@ -146,8 +153,13 @@ async def test_unknown_methods_collapse_and_excluded_paths_are_silent(registry) 
         assert (await c.request("PROPFIND-XYZ", "/v1/jobs/1")).status_code == 405
         assert (await c.get("/healthz")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200
-    assert sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}", "405", "_OTHER")) == 2
-    routes = {dict(k[1]).get("http_route") for k in samples(registry) if k[0] == f"{DURATION}_count"}
+    assert (
+        sample(registry, f"{DURATION}_count", **http_labels("/v1/jobs/{job_id}", "405", "_OTHER"))
+        == 2
+    )
+    routes = {
+        dict(k[1]).get("http_route") for k in samples(registry) if k[0] == f"{DURATION}_count"
+    }
     assert routes == {"/v1/jobs/{job_id}"}
 
 
@@ -184,7 +196,11 @@ async def test_unhandled_exception_counted_by_type(registry) -> None:
         for _ in range(2):
             assert (await c.get("/v1/boom")).status_code == 500
     assert sample(registry, f"{DURATION}_count", **http_labels("/v1/boom", "500")) == 2
-    exceptions = {"http_request_method": "GET", "http_route": "/v1/boom", "error_type": "LookupError"}
+    exceptions = {
+        "http_request_method": "GET",
+        "http_route": "/v1/boom",
+        "error_type": "LookupError",
+    }
     assert sample(registry, "http_server_exceptions_total", **exceptions) == 2
 
 
@@ -247,17 +263,26 @@ def test_websocket_sessions(registry) -> None:
             ws.send_text("hello")
             ws.send_text("more")
             assert [ws.receive_text() for _ in range(3)] == ["chunk"] * 3
-        with pytest.raises(Exception), c.websocket_connect("/v1/ws/abc?deny=1"):
+        with pytest.raises(WebSocketDisconnect) as denied, c.websocket_connect("/v1/ws/abc?deny=1"):
             pass
+        assert denied.value.code == 1008
     route = {"http_route": "/v1/ws/{session}"}
-    assert sample(registry, "websocket_server_connection_attempts_total", outcome="accepted", **route) == 1
-    assert sample(registry, "websocket_server_connection_attempts_total", outcome="rejected", **route) == 1
+    assert (
+        sample(registry, "websocket_server_connection_attempts_total", outcome="accepted", **route)
+        == 1
+    )
+    assert (
+        sample(registry, "websocket_server_connection_attempts_total", outcome="rejected", **route)
+        == 1
+    )
     closed = {"close_code": "1000", "closed_by": "server", **route}
     assert sample(registry, "websocket_server_connections_closed_total", **closed) == 1
     assert sample(registry, "websocket_server_messages_total", direction="received", **route) == 2
     assert sample(registry, "websocket_server_messages_total", direction="sent", **route) == 3
     assert sample(registry, "websocket_server_active_connections", **route) == 0
-    assert sample(registry, "websocket_server_connection_setup_duration_seconds_count", **route) == 1
+    assert (
+        sample(registry, "websocket_server_connection_setup_duration_seconds_count", **route) == 1
+    )
     assert sample(registry, "websocket_server_session_duration_seconds_count", **route) == 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +82,3 @@ def run(args: argparse.Namespace) -> int:
         path.write_text(catalogue.replace_section(document, generated), encoding="utf-8")
         print(f"inferwatch catalogue: updated {path}", file=sys.stderr)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the subcommand on its own (``python -m inferwatch.cli.catalogue``)."""
-    parser = argparse.ArgumentParser(prog="inferwatch")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["catalogue", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

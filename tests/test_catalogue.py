@@ -1,0 +1,210 @@
+"""The metric catalogue: generated from the definitions, complete, conventionally named, and
+identical to the copy in README.md (so CI fails when a metric changes and the README does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import prometheus_client
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily
+
+from inferwatch import catalogue
+from inferwatch.cli import catalogue as catalogue_cli
+from inferwatch.http.instruments import HttpMetrics
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+_, GROUPED = catalogue.build()
+METRICS = [info for _, infos in GROUPED for info in infos]
+
+
+def exposed_types(registry: CollectorRegistry) -> dict[str, str]:
+    """Metric name -> type, read from what a scrape actually returns (`# TYPE` lines)."""
+    text = generate_latest(registry).decode()
+    found = re.findall(r"^# TYPE (\S+) (\S+)$", text, re.MULTILINE)
+    # The text format names counters' TYPE line with `_total`; older clients did not.
+    return {n if t != "counter" or n.endswith("_total") else n + "_total": t for n, t in found}
+
+
+def table_rows(markdown: str) -> dict[str, str]:
+    """Metric name -> type, parsed from the rendered tables."""
+    return dict(re.findall(r"^\| `([^`]+)` \| (\w+) \|", markdown, re.MULTILINE))
+
+
+# -- README ---------------------------------------------------------------------------------
+def test_readme_catalogue_is_current() -> None:
+    generated = catalogue.render()
+    current = catalogue.section(README.read_text(encoding="utf-8"))
+    assert current == generated, (
+        "README.md's metric catalogue is stale; regenerate it with "
+        "`.venv/bin/inferwatch catalogue --write README.md`"
+    )
+
+
+def test_render_is_deterministic() -> None:
+    assert catalogue.render() == catalogue.render()
+    for _, infos in GROUPED:
+        assert [i.name for i in infos] == sorted(i.name for i in infos)
+
+
+# -- completeness ---------------------------------------------------------------------------
+def test_every_http_metric_is_listed() -> None:
+    registry = CollectorRegistry()
+    HttpMetrics(registry)
+    rows = table_rows(catalogue.render())
+    exposed = exposed_types(registry)
+    assert exposed, "HttpMetrics registered nothing"
+    missing = sorted(set(exposed) - set(rows))
+    assert not missing, f"metrics missing from the catalogue: {missing}"
+    assert {name: rows[name] for name in exposed} == exposed
+
+
+def test_catalogue_lists_exactly_what_its_registry_exposes() -> None:
+    registry, _ = catalogue.build()
+    assert table_rows(catalogue.render()) == exposed_types(registry)
+
+
+def test_labels_match_the_definitions() -> None:
+    by_name = {info.name: info for info in METRICS}
+    m = HttpMetrics(CollectorRegistry())
+    assert by_name["http_server_request_duration_seconds"].labels == (m.request_duration.labelnames)
+    assert by_name["http_server_exceptions_total"].labels == m.exceptions.labelnames
+    assert all("le" not in info.labels for info in METRICS)
+
+
+# -- naming conventions ---------------------------------------------------------------------
+# Words that name a time or a size: such metrics must carry the base unit as suffix.
+_TIME_WORDS = {"duration", "latency", "time", "age", "uptime", "elapsed"}
+_SIZE_WORDS = {"size", "bytes"}
+_NON_BASE_UNITS = (
+    "_milliseconds", "_ms", "_microseconds", "_us", "_nanoseconds", "_minutes", "_hours",
+    "_kilobytes", "_kb", "_megabytes", "_mb", "_gigabytes", "_gb", "_percent",
+)  # fmt: skip
+_RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_gcount", "_gsum")
+
+
+@pytest.mark.parametrize("info", METRICS, ids=lambda info: info.name)
+def test_name_follows_prometheus_conventions(info: catalogue.MetricInfo) -> None:
+    name = info.name
+    # lower snake case; colons are reserved for recording rules
+    assert re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", name), name
+    if info.type == "counter":
+        assert name.endswith("_total"), f"counter {name} must end in _total"
+    else:
+        assert not name.endswith("_total"), f"{info.type} {name} must not end in _total"
+    base = name.removesuffix("_total")
+    assert not base.endswith(_RESERVED_SUFFIXES), f"{name}: suffix clashes with series names"
+    assert not base.endswith(_NON_BASE_UNITS), f"{name}: use base units (seconds, bytes, ratio)"
+    words = set(base.split("_"))
+    if words & _TIME_WORDS:
+        assert base.endswith("_seconds"), f"{name} measures time: end it in _seconds"
+    if words & _SIZE_WORDS:
+        assert base.endswith("_bytes"), f"{name} measures a size: end it in _bytes"
+
+
+@pytest.mark.parametrize("info", METRICS, ids=lambda info: info.name)
+def test_labels_and_help(info: catalogue.MetricInfo) -> None:
+    for label in info.labels:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", label), f"{info.name}: label {label!r}"
+    assert info.help[:1].isupper() and info.help.endswith("."), (
+        f"{info.name}: help text should be a sentence: {info.help!r}"
+    )
+
+
+# -- extension points -----------------------------------------------------------------------
+class _GpuCollector:
+    """Stands in for a later custom collector that yields families at scrape time."""
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily("gpu_utilization_ratio", "GPU busy time.", labels=["gpu"])]
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return self.describe()
+
+
+def _extra_set(registry: CollectorRegistry) -> None:
+    prometheus_client.Counter("jobs", "Jobs finished.", ["model", "outcome"], registry=registry)
+    prometheus_client.Histogram("queue_wait_seconds", "Time in queue.", registry=registry)
+    registry.register(_GpuCollector())
+
+
+def test_later_metric_sets_render_as_their_own_table() -> None:
+    sets = [*catalogue.METRIC_SETS, catalogue.MetricSet("Jobs", _extra_set)]
+    text = catalogue.render(sets)
+    assert text.startswith(catalogue.render())  # existing tables unchanged, new one appended
+    assert "### Jobs" in text
+    assert "| `jobs_total` | counter | `model`, `outcome` | Jobs finished. |" in text
+    assert "| `queue_wait_seconds` | histogram | — | Time in queue. |" in text
+    assert "| `gpu_utilization_ratio` | gauge | `gpu` | GPU busy time. |" in text
+
+
+def test_a_name_defined_twice_fails() -> None:
+    sets = [*catalogue.METRIC_SETS, *catalogue.METRIC_SETS]
+    with pytest.raises(ValueError, match="Duplicated"):
+        catalogue.build(sets)
+
+
+def test_help_text_cannot_break_the_table() -> None:
+    def piped(registry: CollectorRegistry) -> None:
+        prometheus_client.Gauge("a_ratio", "Either a | b.", registry=registry)
+
+    assert "| Either a \\| b. |" in catalogue.render([catalogue.MetricSet("P", piped)])
+
+
+# -- command line ---------------------------------------------------------------------------
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="inferwatch")
+    catalogue_cli.add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["catalogue", *argv])
+    return args.func(args)
+
+
+def test_cli_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli() == 0
+    assert capsys.readouterr().out == catalogue.render()
+
+
+def test_cli_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "doc.md"
+    original = (
+        f"# Title\n\n{catalogue.START_MARKER}\n| old | table |\n{catalogue.END_MARKER}\n\nTail.\n"
+    )
+    doc.write_text(original)
+
+    assert run_cli("--check", str(doc)) == 1
+    err = capsys.readouterr().err
+    assert "stale" in err and f"inferwatch catalogue --write {doc}" in err
+    assert doc.read_text() == original  # --check never writes
+
+    assert run_cli("--write", str(doc)) == 0
+    written = doc.read_text()
+    assert written.startswith("# Title\n\n") and written.endswith("\n\nTail.\n")
+    assert catalogue.section(written) == catalogue.render()
+    assert run_cli("--check", str(doc)) == 0
+
+    assert run_cli("--write", str(doc)) == 0  # idempotent
+    assert doc.read_text() == written
+
+
+def test_cli_reports_missing_markers_and_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text("# No catalogue here\n")
+    assert run_cli("--check", str(doc)) == 1
+    assert catalogue.START_MARKER in capsys.readouterr().err
+    assert run_cli("--write", str(doc)) == 1
+    assert doc.read_text() == "# No catalogue here\n"
+    assert run_cli("--check", str(tmp_path / "absent.md")) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_cli_check_and_write_are_exclusive() -> None:
+    with pytest.raises(SystemExit):
+        run_cli("--check", "a.md", "--write", "b.md")

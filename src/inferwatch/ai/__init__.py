@@ -1,0 +1,59 @@
+"""In-process instrumentation of AI workloads: model lifecycle, inference, queues, batches and
+application caches.
+
+Every facade takes ``registry=`` (default: prometheus_client's global registry); the metrics
+behind the facades are created once per registry, so facades can be created freely.
+"""
+
+from __future__ import annotations
+
+from prometheus_client.registry import CollectorRegistry
+
+from inferwatch.ai.cache import (
+    MISSING,
+    CacheBackend,
+    CacheMetrics,
+    CacheSet,
+    InstrumentedCache,
+    MemoryBackend,
+    cache_set,
+    instrumented_cache,
+)
+from inferwatch.ai.inference import (
+    InferenceMetrics,
+    InferenceRequest,
+    InferenceSet,
+    QueueDepth,
+    current_request,
+    inference_set,
+)
+from inferwatch.ai.labels import OTHER, BoundedLabel
+from inferwatch.ai.models import ModelLoad, ModelMetrics, ModelSet, model_set
+from inferwatch.ai.outcomes import OUTCOMES, classify
+
+
+def define_metrics(registry: CollectorRegistry) -> tuple[ModelSet, InferenceSet, CacheSet]:
+    """Create every AI metric in ``registry`` with default buckets (for catalogues and for
+    exposing empty families before first use)."""
+    return model_set(registry), inference_set(registry), cache_set(registry)
+
+
+__all__ = [
+    "MISSING",
+    "OTHER",
+    "OUTCOMES",
+    "BoundedLabel",
+    "CacheBackend",
+    "CacheMetrics",
+    "InferenceMetrics",
+    "InferenceRequest",
+    "InstrumentedCache",
+    "MemoryBackend",
+    "ModelLoad",
+    "ModelMetrics",
+    "QueueDepth",
+    "classify",
+    "current_request",
+    "define_metrics",
+    "instrumented_cache",
+]

@@ -1,0 +1,170 @@
+"""What every AI metric facade on one registry shares: its metric sets, its label bounds and
+the reporting of inferwatch's own errors.
+
+Facades (``ModelMetrics``, ``InferenceMetrics``, caches) are cheap and may be created many
+times; the metrics behind them exist once per registry, as the HTTP metrics do, so creating a
+second facade never raises "Duplicated timeseries".
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from prometheus_client.registry import CollectorRegistry
+
+from inferwatch.ai.labels import BoundedLabel
+
+T = TypeVar("T")
+S = TypeVar("S", bound="Span")
+log = logging.getLogger("inferwatch.ai")
+
+# Defined (with the label ``component``) by the HTTP metric set. It is looked up rather than
+# created here: creating it would make a later ``http_metrics()`` on the same registry fail.
+ERRORS_METRIC = "inferwatch_instrumentation_errors_total"
+
+# Caps for free-form labels that have no option of their own (stage, unit, reason, ...).
+DEFAULT_CAP = 32
+
+
+class RegistryState:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        # Weak: this state is the value of a WeakKeyDictionary keyed by the registry.
+        self._registry = weakref.ref(registry) if registry is not None else None
+        self._lock = threading.Lock()
+        self._sets: dict[str, tuple[Any, Any]] = {}
+        self._bounds: dict[str, tuple[BoundedLabel, bool]] = {}
+        self._logged: set[str] = set()
+
+    def metric_set(self, kind: str, config: Any, build: Callable[[Any], T]) -> T:
+        """The registry's one ``kind`` metric set, built on first use with ``config``."""
+        with self._lock:
+            found = self._sets.get(kind)
+            if found is None:
+                metrics = build(self.registry())
+                self._sets[kind] = (config, metrics)
+                return metrics
+            if found[0] != config:
+                raise ValueError(
+                    f"this registry already holds inferwatch's {kind} metrics with other "
+                    "buckets; use the same buckets everywhere or give each its own registry"
+                )
+            return found[1]
+
+    def registry(self) -> CollectorRegistry | None:
+        return self._registry() if self._registry is not None else None
+
+    def bound(
+        self,
+        label: str,
+        allowed: Iterable[str] | None = None,
+        max_values: int | None = None,
+        default_max: int = DEFAULT_CAP,
+    ) -> BoundedLabel:
+        """The registry's one bound for ``label``: every metric carrying the label must fold
+        the same values into ``_other``, or series would not join across metrics."""
+        explicit = allowed is not None or max_values is not None
+        with self._lock:
+            found = self._bounds.get(label)
+            if found is None:
+                bound = BoundedLabel(
+                    label, allowed=allowed, max_values=max_values if explicit else default_max
+                )
+                self._bounds[label] = (bound, explicit)
+                return bound
+            bound, was_explicit = found
+            if not explicit:
+                return bound
+            if not was_explicit and not bound.used:
+                # A default bound nobody has used yet gives way to an explicit one, so the
+                # order in which facades are created does not matter.
+                bound.reconfigure(allowed=allowed, max_values=max_values)
+                self._bounds[label] = (bound, True)
+                return bound
+            wanted = BoundedLabel(label, allowed=allowed, max_values=max_values)
+            if wanted.config != bound.config:
+                raise ValueError(
+                    f"the {label} label of this registry is already bounded differently "
+                    f"(allowed={sorted(bound.allowed) if bound.allowed else None}, "
+                    f"max={bound.max_values}); pass the same bound to every facade"
+                )
+            return bound
+
+    def error(self, component: str, exc: BaseException) -> None:
+        """Count and log (once per component) an error in inferwatch's own bookkeeping."""
+        try:
+            names = getattr(self.registry(), "_names_to_collectors", None) or {}
+            counter = names.get(ERRORS_METRIC)
+            if counter is not None:
+                counter.labels(component).inc()
+        except Exception:
+            pass
+        try:
+            if component not in self._logged:
+                self._logged.add(component)
+                log.warning("inferwatch instrumentation error in %s: %r", component, exc)
+        except Exception:
+            pass
+
+
+_states: weakref.WeakKeyDictionary[CollectorRegistry, RegistryState] = weakref.WeakKeyDictionary()
+_states_lock = threading.Lock()
+
+
+def state_for(registry: CollectorRegistry | None) -> RegistryState:
+    if registry is None:  # unregistered metrics: nothing to share
+        return RegistryState(None)
+    with _states_lock:
+        state = _states.get(registry)
+        if state is None:
+            state = _states[registry] = RegistryState(registry)
+        return state
+
+
+class Span:
+    """A timed block usable as ``with`` and ``async with``; subclasses record in ``_begin`` and
+    ``_end`` and must never raise from them (user exceptions pass through unchanged)."""
+
+    def _begin(self) -> None:
+        raise NotImplementedError
+
+    def _end(self, exc: BaseException | None) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: S) -> S:
+        self._begin()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._end(exc)
+
+    async def __aenter__(self: S) -> S:
+        self._begin()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._end(exc)
+
+
+def wrap_callable(fn: Callable[..., Any], span: Callable[[], Span]) -> Callable[..., Any]:
+    """``fn`` (sync or async) run inside a fresh ``span()`` per call."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            async with span():
+                return await fn(*args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with span():
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,231 @@
+"""Exporter configuration: defaults < config file < command-line flags.
+
+The config file is TOML (``.toml``), YAML (``.yaml``/``.yml``, needs PyYAML) or JSON
+(``.json``), a flat table of the keys in :data:`KEYS`::
+
+    port = 9841
+    collectors = ["host", "gpu"]
+    collector_timeout = 3.0
+    redis_url = "redis://:secret@cache:6379/0"
+    pids = [1234]
+
+Unknown keys and wrong types are errors naming the key. Backend URLs may carry passwords:
+they are kept out of ``repr`` and only ever shown through :func:`redact_url`.
+
+Collectors: each is a module named in :data:`COLLECTOR_MODULES` that exposes
+``build(config) -> Collector``. Adding one (say ``redis``) is a one-file job: write
+``inferwatch/exporters/redis.py`` with a ``build`` that reads ``config.redis_url``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from inferwatch.exporters.collector import DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT
+from inferwatch.exporters.redact import redact_text, redact_url, url_secrets
+
+DEFAULT_PORT = 9841
+COLLECTOR_MODULES = {
+    "host": "inferwatch.exporters.host",
+    "gpu": "inferwatch.exporters.gpu",
+    "redis": "inferwatch.exporters.redis",
+    "postgres": "inferwatch.exporters.postgres",
+}
+DEFAULT_COLLECTORS = ("host", "gpu")
+# Collectors switched on by giving their backend's URL.
+URL_COLLECTORS = {"redis": "redis_url", "postgres": "postgres_url"}
+_URL_SCHEMES = {
+    "redis_url": ("redis", "rediss", "unix"),
+    "postgres_url": ("postgres", "postgresql"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the key and where it came from."""
+
+
+@dataclass(frozen=True)
+class ExporterConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    collectors: tuple[str, ...] | None = None  # None: the defaults plus URL-enabled ones
+    collector_timeout: float = DEFAULT_TIMEOUT
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    redis_url: str | None = field(default=None, repr=False)
+    postgres_url: str | None = field(default=None, repr=False)
+    pids: tuple[int, ...] = ()
+    memory_growth_window: float = 600.0
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        if self.collectors is not None:
+            return self.collectors
+        urls = tuple(c for c, key in URL_COLLECTORS.items() if getattr(self, key))
+        return (*DEFAULT_COLLECTORS, *urls)
+
+    @property
+    def secrets(self) -> list[str]:
+        """Credential strings in the configured URLs, scrubbed from any logged error text."""
+        return [s for key in URL_COLLECTORS.values() for s in url_secrets(getattr(self, key) or "")]
+
+    def describe(self) -> dict[str, str]:
+        """Settings safe to display: URLs redacted."""
+        shown = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _URL_SCHEMES:
+                shown[f.name] = redact_url(value) if value else ""
+            else:
+                shown[f.name] = (
+                    ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                )
+        shown["collectors"] = ",".join(self.enabled)
+        return shown
+
+
+def _number(key: str, value: Any, *, minimum: float, inclusive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{key!r} must be a number of seconds, got {value!r}")
+    if value < minimum or (not inclusive and value == minimum):
+        op = ">=" if inclusive else ">"
+        raise ConfigError(f"{key!r} must be {op} {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _port(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ConfigError(f"{key!r} must be an integer port 0-65535, got {value!r}")
+    return value
+
+
+def _host(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _collectors(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key!r} must be a list of collector names, got {value!r}")
+    unknown = [v for v in value if v not in COLLECTOR_MODULES]
+    if unknown:
+        raise ConfigError(
+            f"{key!r}: unknown collector(s) {', '.join(unknown)} "
+            f"(known: {', '.join(COLLECTOR_MODULES)})"
+        )
+    return tuple(dict.fromkeys(value))
+
+
+def _url(key: str, value: Any) -> str:
+    # Error messages show the URL only redacted: a typo must not print the password.
+    if not isinstance(value, str):
+        raise ConfigError(f"{key!r} must be a URL string")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- validates the port
+    except ValueError:
+        raise ConfigError(f"{key!r} is not a valid URL: {redact_url(value)}") from None
+    if parts.scheme not in _URL_SCHEMES[key]:
+        raise ConfigError(
+            f"{key!r} must use scheme {' or '.join(_URL_SCHEMES[key])}, got {redact_url(value)}"
+        )
+    return value
+
+
+def _pids(key: str, value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ConfigError(f"{key!r} must be a list of positive process ids, got {value!r}")
+    return tuple(value)
+
+
+KEYS: dict[str, Callable[[str, Any], Any]] = {
+    "host": _host,
+    "port": _port,
+    "collectors": _collectors,
+    "collector_timeout": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+    "cache_ttl": lambda k, v: _number(k, v, minimum=0, inclusive=True),
+    "redis_url": _url,
+    "postgres_url": _url,
+    "pids": _pids,
+    "memory_growth_window": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+}
+
+
+def validate(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check ``settings``; every error names the key and ``source``."""
+    clean = {}
+    for key, value in settings.items():
+        check = KEYS.get(key)
+        if check is None:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
+        try:
+            clean[key] = check(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return clean
+
+
+def _parse(path: Path, text: str) -> Any:
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover - Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise ConfigError(f"{path}: TOML needs Python 3.11+ or tomli") from None
+        return tomllib.loads(text)
+    if suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"{path}: YAML config needs PyYAML (pip install pyyaml)") from None
+        return yaml.safe_load(text) or {}
+    if suffix == ".json":
+        return json.loads(text)
+    raise ConfigError(f"{path}: config file must end in .toml, .yaml, .yml or .json")
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = _parse(path, text)
+    except ConfigError:
+        raise
+    except Exception as exc:  # tomllib/yaml/json syntax errors: report, don't trace
+        # YAML errors quote the offending line, which may hold a URL with a password.
+        message = redact_text(str(exc))
+        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.')}: {message}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of settings at the top level")
+    return validate(data, str(path))
+
+
+def build_config(
+    file: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> ExporterConfig:
+    """Defaults, then ``file``, then ``overrides`` (flags; None values mean "not given")."""
+    settings = load_file(file) if file is not None else {}
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    settings.update(validate(given, "command line"))
+    config = replace(ExporterConfig(), **settings)
+    for name, key in URL_COLLECTORS.items():
+        if config.collectors is not None and name in config.collectors and not getattr(config, key):
+            raise ConfigError(f"collector {name!r} is enabled but {key!r} is not set")
+    return config

@@ -1,0 +1,1 @@
+"""Simulated libraries for tests."""

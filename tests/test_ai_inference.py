@@ -282,7 +282,7 @@ def test_queue_depth_batches_and_rejections() -> None:
     assert sample(got, QUEUE, priority="high") == 3
     assert sample(got, QUEUE, priority="low") == 0
     assert sample(got, QUEUE, priority="batch") == 7
-    size = "inferwatch_batch_size"
+    size = "inferwatch_batch_requests"
     assert [sample(got, f"{size}_bucket", le=le, model="bark") for le in ("2.0", "4.0", "8.0")] == [
         0,
         1,

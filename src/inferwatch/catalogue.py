@@ -46,8 +46,22 @@ def _http(registry: CollectorRegistry) -> object:
     return HttpMetrics(registry)
 
 
+def _ai(registry: CollectorRegistry) -> object:
+    from inferwatch.ai import define_metrics
+
+    return define_metrics(registry)
+
+
+def _self(registry: CollectorRegistry) -> object:
+    from inferwatch.metrics.shared import instrumentation_errors
+
+    return instrumentation_errors(registry)
+
+
 METRIC_SETS: list[MetricSet] = [
     MetricSet("HTTP and WebSocket (`inferwatch.http`)", _http),
+    MetricSet("AI workloads (`inferwatch.ai`)", _ai),
+    MetricSet("inferwatch itself", _self),
 ]
 
 

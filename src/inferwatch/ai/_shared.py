@@ -19,14 +19,11 @@ from typing import Any, TypeVar
 from prometheus_client.registry import CollectorRegistry
 
 from inferwatch.ai.labels import BoundedLabel
+from inferwatch.metrics.shared import report_error
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Span")
 log = logging.getLogger("inferwatch.ai")
-
-# Defined (with the label ``component``) by the HTTP metric set. It is looked up rather than
-# created here: creating it would make a later ``http_metrics()`` on the same registry fail.
-ERRORS_METRIC = "inferwatch_instrumentation_errors_total"
 
 # Caps for free-form labels that have no option of their own (stage, unit, reason, ...).
 DEFAULT_CAP = 32
@@ -39,7 +36,6 @@ class RegistryState:
         self._lock = threading.Lock()
         self._sets: dict[str, tuple[Any, Any]] = {}
         self._bounds: dict[str, tuple[BoundedLabel, bool]] = {}
-        self._logged: set[str] = set()
 
     def metric_set(self, kind: str, config: Any, build: Callable[[Any], T]) -> T:
         """The registry's one ``kind`` metric set, built on first use with ``config``."""
@@ -97,19 +93,7 @@ class RegistryState:
 
     def error(self, component: str, exc: BaseException) -> None:
         """Count and log (once per component) an error in inferwatch's own bookkeeping."""
-        try:
-            names = getattr(self.registry(), "_names_to_collectors", None) or {}
-            counter = names.get(ERRORS_METRIC)
-            if counter is not None:
-                counter.labels(component).inc()
-        except Exception:
-            pass
-        try:
-            if component not in self._logged:
-                self._logged.add(component)
-                log.warning("inferwatch instrumentation error in %s: %r", component, exc)
-        except Exception:
-            pass
+        report_error(self.registry(), component, exc, log)
 
 
 _states: weakref.WeakKeyDictionary[CollectorRegistry, RegistryState] = weakref.WeakKeyDictionary()

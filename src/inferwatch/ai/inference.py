@@ -78,7 +78,7 @@ class InferenceSet:
             ("priority",), registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.batch_size = Histogram(
-            "inferwatch_batch_size",
+            "inferwatch_batch_requests",
             "Number of requests in each batch run by the model.",
             ("model",), buckets=buckets.BATCH_SIZE, registry=r,
         )  # fmt: skip

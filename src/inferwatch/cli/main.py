@@ -15,8 +15,9 @@ from typing import Any
 
 from inferwatch import __version__
 
-COMMANDS = ["demo", "catalogue"]
+COMMANDS = ["demo", "catalogue", "exporter"]
 PROG = "inferwatch"
+_PACKAGE = "inferwatch.cli"
 
 
 def _unavailable(name: str, error: ImportError) -> Any:
@@ -34,7 +35,7 @@ def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentPars
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS if commands is None else commands:
-        module_name = f"{__package__}.{name}"
+        module_name = f"{_PACKAGE}.{name}"
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

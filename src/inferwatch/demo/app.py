@@ -39,6 +39,7 @@ ENV_REQUEST_TIMEOUT = "INFERWATCH_DEMO_REQUEST_TIMEOUT"
 ENV_STATE_DIR = "INFERWATCH_DEMO_STATE_DIR"
 
 VIDEO_BYTES_PER_SECOND = 250_000  # what a compressed 720p clip roughly weighs
+WORKER_HEADER = "X-Demo-Worker"  # the pid of the worker process that answered
 WS_POLICY_VIOLATION = 1008
 WS_INVALID_DATA = 1007
 
@@ -94,7 +95,8 @@ class DemoState:
             else:
                 update = {"status": "done", "result_bytes": result_size(job)}
             update["finished_at"] = time.time()
-            self.jobs.put(job.model_copy(update=update))
+            if self.jobs.get(job.job_id) is not None:  # don't resurrect an evicted job
+                self.jobs.put(job.model_copy(update=update))
 
 
 def result_size(job: Job) -> int:
@@ -151,7 +153,8 @@ def create_app(
     app.state.demo = state
 
     @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
-    async def healthz() -> dict[str, str]:
+    async def healthz(response: Response) -> dict[str, str]:
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return {"status": "ok"}
 
     @app.post("/v1/audio/generate", response_class=Response)
@@ -222,16 +225,20 @@ def create_app(
     async def ws_generate(websocket: WebSocket) -> None:
         await _serve_websocket(state, websocket)
 
+    # The admin answers name the worker, to show that a change reaches every worker.
     @app.get("/admin/faults")
-    async def get_faults() -> Faults:
+    async def get_faults(response: Response) -> Faults:
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return state.faults.get()
 
     @app.put("/admin/faults")
-    async def put_faults(change: FaultUpdate) -> Faults:
+    async def put_faults(change: FaultUpdate, response: Response) -> Faults:
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return state.faults.update(change)
 
     @app.delete("/admin/faults")
-    async def reset_faults() -> Faults:
+    async def reset_faults(response: Response) -> Faults:
+        response.headers[WORKER_HEADER] = str(os.getpid())
         return state.faults.reset()
 
     instrument_app(app, registry=registry)

@@ -10,12 +10,12 @@ work on inferwatch's metrics and back.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Sequence
 
 from prometheus_client.registry import CollectorRegistry
 
 from inferwatch.metrics import Counter, Gauge, Histogram, buckets
+from inferwatch.metrics.shared import once_per_registry
 
 METHOD = "http_request_method"
 ROUTE = "http_route"
@@ -109,15 +109,7 @@ class HttpMetrics:
             "WebSocket messages by direction (received from or sent to the client).",
             (ROUTE, "direction"), registry=r,
         )  # fmt: skip
-        self.internal_errors = Counter(
-            "inferwatch_instrumentation_errors_total",
-            "Errors inside inferwatch's own instrumentation; they never fail a request.",
-            ("component",), registry=r,
-        )  # fmt: skip
-
-
-_shared: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
-_shared_lock = threading.Lock()
+        self.registry = registry
 
 
 def http_metrics(
@@ -130,19 +122,16 @@ def http_metrics(
     Starlette rebuilds its middleware stack (and so our middleware) whenever it likes;
     sharing one set per registry is what keeps that from raising "Duplicated timeseries".
     """
-    if registry is None:
-        return HttpMetrics(None, duration_buckets, size_buckets)
-    with _shared_lock:
-        metrics = _shared.get(registry)
-        if metrics is None:
-            metrics = _shared[registry] = HttpMetrics(registry, duration_buckets, size_buckets)
-        elif (tuple(duration_buckets), tuple(size_buckets)) != (
-            metrics.duration_buckets,
-            metrics.size_buckets,
-        ):
-            raise ValueError(
-                "this registry already holds inferwatch's HTTP metrics with other buckets; "
-                "use the same buckets for every app instrumented into one registry, or give "
-                "each app its own registry"
-            )
-        return metrics
+    metrics = once_per_registry(
+        registry, "http", lambda: HttpMetrics(registry, duration_buckets, size_buckets)
+    )
+    if (tuple(duration_buckets), tuple(size_buckets)) != (
+        metrics.duration_buckets,
+        metrics.size_buckets,
+    ):
+        raise ValueError(
+            "this registry already holds inferwatch's HTTP metrics with other buckets; "
+            "use the same buckets for every app instrumented into one registry, or give "
+            "each app its own registry"
+        )
+    return metrics

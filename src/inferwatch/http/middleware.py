@@ -19,6 +19,7 @@ from typing import Any
 from inferwatch.http.instruments import HttpMetrics
 from inferwatch.http.routes import RouteTemplates
 from inferwatch.metrics import CounterChild, GaugeChild, HistogramChild
+from inferwatch.metrics.shared import report_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -109,7 +110,6 @@ class InferwatchMiddleware:
         self._children: dict[tuple[str, str, int], _RouteChildren] = {}
         self._active: dict[str, GaugeChild] = {}
         self._error_types: dict[str, str] = {}
-        self._reported_errors: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HTTP is handled inline rather than in a helper coroutine: one coroutine less per
@@ -296,10 +296,4 @@ class InferwatchMiddleware:
 
     # -- own failures ----------------------------------------------------------------------
     def _internal_error(self, component: str, exc: Exception) -> None:
-        try:
-            self.metrics.internal_errors.labels(component).inc()
-            if component not in self._reported_errors:  # log once per component, not per request
-                self._reported_errors.add(component)
-                log.warning("inferwatch instrumentation error in %s: %r", component, exc)
-        except Exception:
-            pass
+        report_error(self.metrics.registry, component, exc, log)

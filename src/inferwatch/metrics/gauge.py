@@ -13,8 +13,9 @@ from inferwatch.metrics._base import Metric
 # How multiprocess mode combines the per-worker values (prometheus_client's names):
 # "livesum" sums live workers only, so a killed worker's in-flight requests vanish with it.
 MultiprocessMode = Literal[
-    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent"
-]
+    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum",
+    "mostrecent", "livemostrecent",
+]  # fmt: skip
 
 
 class GaugeChild:

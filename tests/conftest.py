@@ -1,0 +1,52 @@
+"""Fixtures shared by the test modules; the helpers behind them live in tests/support."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+# `tests.support` must import the same way under `pytest` and `python -m pytest`.
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import Server, StartDemo, demo_command, free_port, serve  # noqa: E402
+
+
+@pytest.fixture
+def start_demo(tmp_path: Path) -> Iterator[StartDemo]:
+    """Start ``inferwatch demo`` on a free loopback port: ``start_demo("--seed", "7")``.
+
+    Every server started is stopped (SIGTERM, then SIGKILL) when the test ends.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start(*options: str, time_scale: float = 0.01, timeout: float = 30.0) -> Server:
+            port = free_port()
+            return stack.enter_context(
+                serve(
+                    demo_command(port, *options, time_scale=time_scale),
+                    port=port,
+                    log_path=tmp_path / f"demo-{port}.log",
+                    timeout=timeout,
+                )
+            )
+
+        yield start
+
+
+@pytest.fixture
+def demo_server(start_demo: StartDemo) -> Server:
+    """A fresh demo service at 1/100 speed with a fixed seed: every count starts at zero."""
+    return start_demo("--seed", "1234", "--no-access-log")
+
+
+@pytest.fixture
+def client(demo_server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=demo_server.url, timeout=10.0) as http:
+        yield http

@@ -1,0 +1,19 @@
+"""Helpers shared by the test modules: real servers, /metrics scrapes, polling."""
+
+from .metrics import Metrics, bucket, scrape, value, wait_for_metrics
+from .polling import wait_until
+from .server import Server, StartDemo, demo_command, free_port, serve
+
+__all__ = [
+    "Metrics",
+    "Server",
+    "StartDemo",
+    "bucket",
+    "demo_command",
+    "free_port",
+    "scrape",
+    "serve",
+    "value",
+    "wait_for_metrics",
+    "wait_until",
+]

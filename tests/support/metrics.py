@@ -1,0 +1,102 @@
+"""Scrape /metrics and look samples up by name and labels.
+
+``value(families, "http_server_request_duration_seconds_count", http_route="/x")`` sums the
+samples with exactly that sample name (suffix included: ``_count``, ``_sum``, ``_bucket``,
+``_total``) whose labels include the given ones; a series that does not exist counts as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+from .polling import wait_until
+
+Families = Iterable[Metric]
+
+
+def samples(families: Families, name: str, **labels: str) -> list[Sample]:
+    wanted = {k: str(v) for k, v in labels.items()}
+    return [
+        s
+        for family in families
+        for s in family.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in wanted.items())
+    ]
+
+
+def value(families: Families, name: str, **labels: str) -> float:
+    return sum(s.value for s in samples(families, name, **labels))
+
+
+def bucket(families: Families, histogram: str, le: float | str, **labels: str) -> float:
+    """The cumulative count of ``histogram``'s bucket ``le`` (a number or "+Inf")."""
+    bound = le if isinstance(le, str) else floatToGoString(le)
+    return value(families, f"{histogram}_bucket", le=bound, **labels)
+
+
+@dataclass
+class Metrics:
+    """One parsed scrape."""
+
+    text: str
+    families: list[Metric] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.families = list(text_string_to_metric_families(self.text))
+
+    def samples(self, name: str, **labels: str) -> list[Sample]:
+        return samples(self.families, name, **labels)
+
+    def value(self, name: str, **labels: str) -> float:
+        return value(self.families, name, **labels)
+
+    def bucket(self, histogram: str, le: float | str, **labels: str) -> float:
+        return bucket(self.families, histogram, le, **labels)
+
+    def label_values(self, name: str, label: str) -> set[str]:
+        return {s.labels[label] for s in self.samples(name) if label in s.labels}
+
+    def describe(self, name: str) -> str:
+        """The samples named ``name``, one per line, for assertion messages."""
+        return "\n".join(f"  {s.labels} {s.value:g}" for s in self.samples(name)) or "  (none)"
+
+
+def scrape(base_url: str, path: str = "/metrics") -> Metrics:
+    response = httpx.get(base_url + path, timeout=10.0)
+    assert response.status_code == 200, f"scrape returned {response.status_code}"
+    return Metrics(response.text)
+
+
+def wait_for_metrics(
+    base_url: str,
+    predicate: Callable[[Metrics], bool],
+    timeout: float = 10.0,
+    *,
+    what: str = "",
+    show: str = "",
+) -> Metrics:
+    """Scrape until ``predicate`` holds for a scrape, and return that scrape.
+
+    Middleware records a request after the application returns, i.e. just after the client
+    got its response (or after a background task), so a test polls rather than scraping once.
+    ``show`` names a sample whose values the failure message lists.
+    """
+    last: list[Metrics] = []
+
+    def check() -> Metrics | None:
+        metrics = scrape(base_url)
+        last[:] = [metrics]
+        return metrics if predicate(metrics) else None
+
+    def message() -> str:
+        seen = last[0].describe(show) if last and show else ""
+        return f"{what or predicate}" + (f"; last scrape of {show}:\n{seen}" if show else "")
+
+    return wait_until(check, timeout, interval=0.02, message=message)

@@ -1,0 +1,561 @@
+"""Multiprocess mode: exact totals across real uvicorn workers, and clean-up after dead ones.
+
+The server tests run ``uvicorn --workers 2`` on ``tests/apps/multiworker_app.py`` with a
+fresh ``PROMETHEUS_MULTIPROC_DIR``, talk to it over real TCP connections, SIGKILL its
+workers, and read /metrics the way Prometheus would. The unit tests build the mmap files of
+dead workers (written by real prometheus_client code in processes that then exit) and check
+what ``compact()`` makes of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+from mirakuru import HTTPExecutor
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+
+from inferwatch.metrics import multiprocess
+from inferwatch.metrics.multiprocess import CompactingCollector, compact
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP = "tests.apps.multiworker_app:app"
+CONTROL_DIR_ENV = "MULTIWORKER_CONTROL_DIR"  # same names as in tests/apps/multiworker_app.py
+PID_HEADER = "X-Worker-Pid"
+FAST_BODY_LEN = 2
+WORKERS = 2
+DURATION = "http_server_request_duration_seconds"
+ACTIVE = "http_server_active_requests"
+FAST = {"http_request_method": "GET", "http_route": "/fast", "http_response_status_code": "200"}
+
+T = TypeVar("T")
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {result!r}")
+        time.sleep(0.05)
+
+
+def exited(pid: int) -> bool:
+    """The process runs no more code (a zombie waiting for its parent counts as exited)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def buckets(samples: Samples, name: str, labels: dict[str, str]) -> list[tuple[float, float]]:
+    """The (le, cumulative count) pairs of one histogram series, in bucket order."""
+    found = []
+    for (sample, sample_labels), count in samples.items():
+        rest = dict(sample_labels)
+        le = rest.pop("le", None)
+        if sample == name + "_bucket" and rest == labels and le is not None:
+            found.append((float(le), count))
+    return sorted(found)
+
+
+# -- a real multi-worker server --------------------------------------------------------------
+@dataclass
+class Server:
+    executor: HTTPExecutor
+    port: int
+    multiproc_dir: Path
+    control_dir: Path
+    log: Path
+
+    def get(self, path: str) -> tuple[int, int, bytes]:
+        """GET over a new connection (so the kernel may hand it to any worker):
+        (status, serving worker's pid, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            body = response.read()
+            return response.status, int(response.getheader(PID_HEADER) or 0), body
+        finally:
+            conn.close()
+
+    def send(self, path: str, n: int) -> Counter[int]:
+        """``n`` concurrent-ish GETs; how many each worker pid served."""
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: self.get(path), range(n)))
+        assert all(status == 200 for status, _, _ in results), results
+        return Counter(pid for _, pid, _ in results)
+
+    def scrape(self) -> Samples:
+        status, _, body = self.get("/metrics")
+        assert status == 200, body
+        return parse(body.decode())
+
+    def workers(self) -> set[int]:
+        """Pids of the live worker processes (not the resource tracker, not zombies)."""
+        pids = set()
+        for child in psutil.Process(self.executor.process.pid).children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if "spawn_main" in " ".join(child.cmdline()) and (
+                    child.status() != psutil.STATUS_ZOMBIE
+                ):
+                    pids.add(child.pid)
+        return pids
+
+    def wait_all_serving(self) -> set[int]:
+        """Wait until every worker the supervisor runs has answered a request."""
+        seen: set[int] = set()
+
+        def all_answered() -> set[int]:
+            seen.update(self.send("/healthz", 8))
+            live = self.workers()
+            return live if len(live) == WORKERS and live <= seen else set()
+
+        return wait_until(all_answered, f"{WORKERS} serving workers (seen {seen})")
+
+    def db_files(self) -> list[str]:
+        return sorted(p.name for p in self.multiproc_dir.glob("*.db"))
+
+    def release_all(self) -> None:
+        for started in self.control_dir.glob("started-*"):
+            token = started.name.removeprefix("started-")
+            (self.control_dir / f"release-{token}").touch()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    multiproc_dir = tmp_path / "multiproc"
+    control_dir = tmp_path / "control"
+    multiproc_dir.mkdir()
+    control_dir.mkdir()
+    port = free_port()
+    log = tmp_path / "server.log"
+    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+    command = [
+        sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(WORKERS), "--no-access-log",
+    ]  # fmt: skip
+    with log.open("wb") as output:
+        executor = HTTPExecutor(
+            command,
+            url=f"http://127.0.0.1:{port}/healthz",
+            method="GET",
+            status=200,
+            cwd=str(REPO_ROOT),
+            # Set before the workers' interpreters start: prometheus_client picks its value
+            # class at import time.
+            envvars={
+                "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
+                CONTROL_DIR_ENV: str(control_dir),
+                "PYTHONPATH": pythonpath,
+            },
+            timeout=30,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        srv = Server(executor, port, multiproc_dir, control_dir, log)
+        try:
+            executor.start()
+            srv.wait_all_serving()
+            yield srv
+        finally:
+            srv.release_all()  # uvicorn's graceful shutdown waits for in-flight requests
+            executor.stop()
+            # pytest shows captured output for failed tests only: the server's log then.
+            print(log.read_text(errors="replace")[-4000:])
+
+
+def hold_request(srv: Server) -> tuple[int, threading.Thread]:
+    """Start a /slow request that stays in flight; return the pid of the worker serving it."""
+    token = uuid.uuid4().hex
+    thread = threading.Thread(
+        target=_get_ignoring_errors, args=(srv, f"/slow/{token}"), daemon=True
+    )
+    thread.start()
+    started = srv.control_dir / f"started-{token}"
+    wait_until(started.exists, "the slow request to reach a worker")
+    return int(started.read_text()), thread
+
+
+def _get_ignoring_errors(srv: Server, path: str) -> None:
+    # The worker serving it gets killed: the connection just drops.
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        srv.get(path)
+
+
+def assert_fast_totals(samples: Samples, n: int) -> None:
+    """Every /fast request counted exactly once, in every histogram that records it."""
+    assert value(samples, DURATION + "_count", **FAST) == n
+    series = buckets(samples, DURATION, FAST)
+    assert series[-1] == (math.inf, n)
+    counts = [count for _, count in series]
+    assert counts == sorted(counts), "cumulative buckets must not decrease"
+    per_bucket = [b - a for a, b in zip([0.0, *counts], counts, strict=False)]
+    assert sum(per_bucket) == n
+    # The body sizes are exact integers, so their sums must be exact too.
+    response = "http_server_response_body_size_bytes"
+    assert value(samples, response + "_count", **FAST) == n
+    assert value(samples, response + "_sum", **FAST) == n * FAST_BODY_LEN
+    assert value(samples, "http_server_request_body_size_bytes_sum", **FAST) == 0
+
+
+def settled(srv: Server, n: int) -> Samples:
+    """Scrape once the workers have recorded ``n`` /fast requests. A worker records a request
+    just after sending its last byte, so the client can be a moment ahead of the metrics."""
+
+    def recorded() -> Samples | None:
+        samples = srv.scrape()
+        done = value(samples, DURATION + "_count", **FAST) == n
+        return samples if done and value(samples, ACTIVE, http_request_method="GET") == 0 else None
+
+    samples = wait_until(recorded, f"{n} recorded /fast requests")
+    assert_fast_totals(samples, n)
+    return samples
+
+
+def test_counts_sum_exactly_across_workers(server: Server) -> None:
+    n = 200
+    served = server.send("/fast", n)
+    assert sum(served.values()) == n
+    assert len(served) >= 2, f"all requests went to one worker: {served}"
+    settled(server, n)
+    # Whichever worker answers a scrape reads the same shared totals, and they stay put.
+    for _ in range(6):
+        assert_fast_totals(server.scrape(), n)
+
+
+def test_killed_workers_in_flight_gauge_disappears(server: Server) -> None:
+    n = 60
+    server.send("/fast", n)
+    settled(server, n)
+    victim, client = hold_request(server)
+    assert victim in server.workers()
+    before = server.scrape()
+    assert value(before, ACTIVE, http_request_method="GET") == 1
+    assert_fast_totals(before, n)
+
+    os.kill(victim, signal.SIGKILL)
+    client.join(timeout=10)
+
+    def cleaned_up() -> Samples | None:
+        samples = server.scrape()
+        gone = not any(name.endswith(f"_{victim}.db") for name in server.db_files())
+        active = value(samples, ACTIVE, http_request_method="GET") or 0.0
+        return samples if gone and active == 0 else None
+
+    after = wait_until(cleaned_up, f"worker {victim}'s in-flight gauge and files to go")
+    assert_fast_totals(after, n)  # what the dead worker served is still counted, once
+    assert value(after, DURATION + "_count", **{**FAST, "http_route": "/slow/{token}"}) is None
+
+    # The supervisor's replacement serves, and totals keep adding up exactly.
+    live = server.wait_all_serving()
+    assert victim not in live
+    server.send("/fast", n)
+    settled(server, 2 * n)
+
+
+def test_worker_churn_keeps_directory_bounded_and_totals_exact(server: Server) -> None:
+    total = 0
+    kills = 5
+    for _ in range(kills):
+        served = server.send("/fast", 20)
+        total += 20
+        settled(server, total)  # killing a worker before it records would lose requests
+        victim = max(served, key=lambda pid: served[pid])  # surely has files to fold
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda v=victim: exited(v), f"worker {victim} to die")
+        assert_fast_totals(server.scrape(), total)  # this scrape folds the victim's files
+        files = server.db_files()
+        assert not [f for f in files if f.endswith(f"_{victim}.db")], files
+        live = server.wait_all_serving()
+        assert victim not in live
+
+    server.send("/fast", 20)
+    total += 20
+    settled(server, total)
+    files = server.db_files()
+    live = server.workers()
+    kinds = {f.rsplit("_", 1)[0] for f in files}
+    archives = [f for f in files if f.endswith(f"_{multiprocess.ARCHIVE}.db")]
+    per_worker = [f for f in files if f not in archives]
+    # One file per live worker and kind plus one archive per kind, however many have died.
+    assert {int(f.rsplit("_", 1)[1][: -len(".db")]) for f in per_worker} <= live, files
+    assert len(files) <= len(live) * len(kinds) + len(kinds), files
+    assert "histogram_archive.db" in archives
+
+
+# -- compact() on the files of dead processes ------------------------------------------------
+WRITER = """
+import sys
+import prometheus_client as pc
+
+n = int(sys.argv[1])
+jobs = pc.Counter("jobs", "Jobs.", ["model"], registry=None)
+latency = pc.Histogram("latency_seconds", "L.", ["model"], buckets=(0.5, 1.0), registry=None)
+inflight = pc.Gauge("inflight", "I.", ["model"], multiprocess_mode="livesum", registry=None)
+peak = pc.Gauge("peak", "P.", multiprocess_mode="max", registry=None)
+low = pc.Gauge("low", "L.", multiprocess_mode="min", registry=None)
+queued = pc.Gauge("queued", "Q.", multiprocess_mode="sum", registry=None)
+temp = pc.Gauge("temp", "T.", multiprocess_mode="all", registry=None)
+version = pc.Gauge("version", "V.", multiprocess_mode="mostrecent", registry=None)
+jobs.labels("a").inc(n)
+jobs.labels("b").inc(0.5)
+for i in range(n):
+    latency.labels("a").observe(i * 0.5)  # binary fractions: float sums stay exact
+inflight.labels("a").inc(n)
+for gauge in (peak, low, queued, temp, version):
+    gauge.set(n)
+"""
+
+
+def run_writer(directory: Path, n: int) -> None:
+    """Write metrics from a real prometheus_client process that then exits."""
+    subprocess.run(
+        [sys.executable, "-c", WRITER, str(n)],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        check=True,
+    )
+
+
+def writer_pids(directory: Path) -> set[str]:
+    return {p.stem.rsplit("_", 1)[1] for p in directory.glob("*.db")} - {multiprocess.ARCHIVE}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # reaped, so the pid is free
+    return proc.pid
+
+
+def merged(paths: list[Path]) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for metric in MultiProcessCollector.merge([str(p) for p in paths])
+        for s in metric.samples
+    }
+
+
+def kept(directory: Path) -> list[Path]:
+    """What prometheus_client would still report for dead workers: all but live/all gauges."""
+    return [
+        p for p in directory.glob("*.db") if not p.name.startswith(("gauge_live", "gauge_all_"))
+    ]
+
+
+@pytest.fixture
+def dead_workers(tmp_path: Path) -> Path:
+    directory = tmp_path / "multiproc"
+    directory.mkdir()
+    for n in (1, 2, 3):
+        run_writer(directory, n)
+    assert len(writer_pids(directory)) == 3
+    return directory
+
+
+def test_compact_preserves_totals_and_drops_live_gauges(dead_workers: Path) -> None:
+    expected = merged(kept(dead_workers))
+    removed = compact(str(dead_workers))
+    assert removed == 3 * 8  # each writer left a counter, a histogram and six gauge files
+    files = sorted(p.name for p in dead_workers.glob("*.db"))
+    assert files == [
+        "counter_archive.db",
+        "gauge_max_archive.db",
+        "gauge_min_archive.db",
+        "gauge_mostrecent_archive.db",
+        "gauge_sum_archive.db",
+        "histogram_archive.db",
+    ]
+    after = merged(list(dead_workers.glob("*.db")))
+    assert after == expected
+    # And by hand, against what the three writers (n = 1, 2, 3) did:
+    assert value(after, "jobs_total", model="a") == 6
+    assert value(after, "jobs_total", model="b") == 1.5
+    assert value(after, "latency_seconds_count", model="a") == 6
+    assert value(after, "latency_seconds_sum", model="a") == 0.5 * (0 + 0 + 1 + 0 + 1 + 2)
+    assert value(after, "latency_seconds_bucket", model="a", le="0.5") == 5
+    assert value(after, "latency_seconds_bucket", model="a", le="1.0") == 6
+    assert value(after, "peak") == 3
+    assert value(after, "low") == 1
+    assert value(after, "queued") == 6
+    assert value(after, "version") == 3  # the last writer set it last
+    assert not [key for key in after if key[0] in ("inflight", "temp")]
+
+
+def test_compact_is_idempotent_and_accumulates_over_generations(dead_workers: Path) -> None:
+    compact(str(dead_workers))
+    first = merged(list(dead_workers.glob("*.db")))
+    assert compact(str(dead_workers)) == 0
+    assert merged(list(dead_workers.glob("*.db"))) == first
+    # A later generation of dead workers folds into the same archives.
+    run_writer(dead_workers, 4)
+    assert compact(str(dead_workers)) == 8
+    after = merged(list(dead_workers.glob("*.db")))
+    assert value(after, "jobs_total", model="a") == 10
+    assert value(after, "latency_seconds_count", model="a") == 10
+    assert value(after, "peak") == 4
+    assert value(after, "low") == 1
+    assert value(after, "version") == 4
+    assert writer_pids(dead_workers) == set()
+
+
+def write_db(path: Path, entries: list[tuple[str, float, float]]) -> None:
+    db = MmapedDict(str(path))
+    try:
+        for name, val, timestamp in entries:
+            db.write_value(mmap_key(name, name, [], [], "Doc."), val, timestamp)
+    finally:
+        db.close()
+
+
+def test_compact_combines_gauge_modes_by_value_and_timestamp(tmp_path: Path) -> None:
+    # The file compacted last holds the older mostrecent value: order must not matter.
+    first, second = sorted((dead_pid(), dead_pid()), key=str)
+    write_db(tmp_path / f"gauge_mostrecent_{first}.db", [("v", 7.0, 200.0)])
+    write_db(tmp_path / f"gauge_mostrecent_{second}.db", [("v", 9.0, 100.0)])
+    for pid, val in ((first, -2.0), (second, 5.0)):
+        write_db(tmp_path / f"gauge_max_{pid}.db", [("hi", val, 0.0)])
+        write_db(tmp_path / f"gauge_min_{pid}.db", [("lo", val, 0.0)])
+        write_db(tmp_path / f"gauge_livemax_{pid}.db", [("gone", val, 0.0)])
+    assert compact(str(tmp_path)) == 8
+    after = merged(list(tmp_path.glob("*.db")))
+    assert value(after, "v") == 7.0
+    assert value(after, "hi") == 5.0
+    assert value(after, "lo") == -2.0
+    assert value(after, "gone") is None
+
+
+def test_compact_leaves_live_processes_alone(tmp_path: Path) -> None:
+    me = os.getpid()
+    write_db(tmp_path / f"counter_{me}.db", [("c", 3.0, 0.0)])
+    write_db(tmp_path / f"gauge_livesum_{me}.db", [("g", 1.0, 0.0)])
+    write_db(tmp_path / f"counter_{dead_pid()}.db", [("c", 4.0, 0.0)])
+    assert compact(str(tmp_path)) == 1
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == sorted(
+        ["counter_archive.db", f"counter_{me}.db", f"gauge_livesum_{me}.db"]
+    )
+    after = merged(list(tmp_path.glob("*.db")))
+    assert value(after, "c") == 7.0
+    assert value(after, "g") == 1.0
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL in the middle of a compaction."""
+
+
+@pytest.mark.parametrize("crash_at", ["before-replace", "before-unlink"])
+def test_compaction_killed_midway_counts_the_worker_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str
+) -> None:
+    write_db(tmp_path / "counter_archive.db", [("c", 10.0, 0.0)])
+    source = tmp_path / f"counter_{dead_pid()}.db"
+    write_db(source, [("c", 5.0, 0.0)])
+    real_replace, real_unlink = os.replace, os.unlink
+
+    def replace(src: Any, dst: Any) -> None:
+        if crash_at == "before-replace" and str(dst).endswith("counter_archive.db"):
+            raise Crash
+        real_replace(src, dst)
+
+    def unlink(path: Any) -> None:
+        if crash_at == "before-unlink" and str(path) == str(source):
+            raise Crash
+        real_unlink(path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        patch.setattr(os, "unlink", unlink)
+        with pytest.raises(Crash):
+            compact(str(tmp_path))
+    compact(str(tmp_path))
+    assert not source.exists()
+    assert value(merged(list(tmp_path.glob("*.db"))), "c") == 15.0
+
+
+def test_collector_serves_merged_values_without_dead_workers_live_gauges(
+    dead_workers: Path,
+) -> None:
+    registry = CollectorRegistry()
+    CompactingCollector(registry, path=str(dead_workers))
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "jobs_total", model="a") == 6
+    assert value(samples, "latency_seconds_count", model="a") == 6
+    assert not [key for key in samples if key[0] in ("inflight", "temp")]
+    assert writer_pids(dead_workers) == set()
+
+
+def test_scrape_racing_another_workers_compaction_counts_each_worker_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_db(tmp_path / "counter_archive.db", [("c", 10.0, 0.0)])
+    write_db(tmp_path / f"counter_{dead_pid()}.db", [("c", 5.0, 0.0)])
+    real_compact, real_merge = compact, MultiProcessCollector.merge
+    other = threading.Thread(target=real_compact, args=(str(tmp_path),))
+
+    def merge_after_another_compaction(files: list[str], accumulate: bool = True) -> Any:
+        # Another worker compacts between this scrape's glob and its reads. It must wait
+        # for the reads (give it ample time to get ahead if it could).
+        if other.ident is None:
+            other.start()
+            other.join(timeout=0.3)
+        return real_merge(files, accumulate)
+
+    # As if the worker died right after this scrape's own compaction.
+    monkeypatch.setattr(multiprocess, "compact", lambda path=None: 0)
+    monkeypatch.setattr(
+        MultiProcessCollector, "merge", staticmethod(merge_after_another_compaction)
+    )
+    collected = CompactingCollector(None, path=str(tmp_path)).collect()
+    other.join(timeout=10)
+    assert not other.is_alive()
+    assert [s.value for metric in collected for s in metric.samples] == [15.0]
+    assert value(merged(list(tmp_path.glob("*.db"))), "c") == 15.0
+
+
+def test_gunicorn_child_exit_hook_compacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_db(tmp_path / f"counter_{dead_pid()}.db", [("c", 5.0, 0.0)])
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    multiprocess.child_exit(server=None, worker=None)
+    assert [p.name for p in tmp_path.glob("*.db")] == ["counter_archive.db"]

@@ -8,16 +8,16 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import CollectorRegistry
 
 from inferwatch.ai import InferenceMetrics, classify, current_request
 from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.counter import CounterChild
 from inferwatch.metrics.gauge import GaugeChild
 from inferwatch.metrics.histogram import HistogramChild
+from tests.support import Exact, exact, registry_samples
 
-Scrape = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Scrape = Exact
 REQUESTS = "inferwatch_inference_requests_total"
 DURATION = "inferwatch_inference_request_duration_seconds"
 STAGE = "inferwatch_inference_stage_duration_seconds"
@@ -30,16 +30,10 @@ ERRORS = "inferwatch_instrumentation_errors_total"
 
 
 def scrape(registry: CollectorRegistry) -> Scrape:
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return registry_samples(registry)
 
 
-def sample(got: Scrape, name: str, **labels: str) -> float | None:
-    return got.get((name, frozenset(labels.items())))
+sample = exact
 
 
 class FakeClock:

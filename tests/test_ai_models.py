@@ -12,14 +12,15 @@ import threading
 import time
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.ai import OTHER, InferenceMetrics, ModelMetrics
 from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.histogram import HistogramChild
+from tests.support import Exact, exact, registry_samples
 
-Scrape = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Scrape = Exact
 LOAD = "inferwatch_model_load_duration_seconds"
 PHASE = "inferwatch_model_load_phase_duration_seconds"
 FAILURES = "inferwatch_model_load_failures_total"
@@ -30,16 +31,10 @@ ERRORS = "inferwatch_instrumentation_errors_total"
 
 
 def scrape(registry: CollectorRegistry) -> Scrape:
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return registry_samples(registry)
 
 
-def sample(got: Scrape, name: str, **labels: str) -> float | None:
-    return got.get((name, frozenset(labels.items())))
+sample = exact
 
 
 def names(got: Scrape, prefix: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:

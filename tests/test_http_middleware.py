@@ -14,13 +14,13 @@ import httpx
 import pytest
 from fastapi import BackgroundTasks, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client import REGISTRY, CollectorRegistry
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import inferwatch
 from inferwatch.http import middleware as middleware_module
+from tests.support import exact, registry_samples
 
 DURATION = "http_server_request_duration_seconds"
 pytestmark = pytest.mark.anyio
@@ -31,17 +31,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset], float]:
-    text = generate_latest(registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+samples = registry_samples
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return samples(registry).get((name, frozenset(labels.items())))
+    return exact(registry_samples(registry), name, **labels)
 
 
 def http_labels(route: str, status: str = "200", method: str = "GET") -> dict[str, str]:

@@ -1,16 +1,28 @@
 """Helpers shared by the test modules: real servers, /metrics scrapes, polling."""
 
-from .metrics import Metrics, bucket, scrape, value, wait_for_metrics
+from .metrics import (
+    Exact,
+    Metrics,
+    bucket,
+    exact,
+    registry_samples,
+    scrape,
+    value,
+    wait_for_metrics,
+)
 from .polling import wait_until
 from .server import Server, StartDemo, demo_command, free_port, serve
 
 __all__ = [
+    "Exact",
     "Metrics",
     "Server",
     "StartDemo",
     "bucket",
     "demo_command",
+    "exact",
     "free_port",
+    "registry_samples",
     "scrape",
     "serve",
     "value",

@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
+from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
@@ -100,3 +102,23 @@ def wait_for_metrics(
         return f"{what or predicate}" + (f"; last scrape of {show}:\n{seen}" if show else "")
 
     return wait_until(check, timeout, interval=0.02, message=message)
+
+
+# -- in-process registries --------------------------------------------------------------------
+Exact = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def registry_samples(registry: Collector) -> Exact:
+    """Every sample ``registry`` would expose, keyed by (sample name, exact label set), parsed
+    back from the text format so the assertions see what Prometheus would see."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def exact(got: Exact, name: str, **labels: str) -> float | None:
+    """The sample with exactly these labels, or None when that series does not exist."""
+    return got.get((name, frozenset(labels.items())))

@@ -1,0 +1,138 @@
+"""``inferwatch alert-sink``: receive Alertmanager's webhook notifications and record them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROG = "inferwatch alert-sink"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not an integer") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {port}: must be 0..65535")
+    return port
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "alert-sink",
+        help="receive and record Alertmanager webhook notifications",
+        description=(
+            "A webhook receiver for Alertmanager: validates and de-duplicates notifications, "
+            "records them (in memory and optionally in a JSON-lines file), forwards them, and "
+            "lists them at GET /notifications. Alertmanager posts to /alerts/<receiver>."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=_port, default=9095, help="port (default 9095)")
+    parser.add_argument(
+        "--store", type=Path, metavar="FILE", help="append records to this JSON-lines file"
+    )
+    parser.add_argument(
+        "--forward",
+        dest="forward_urls",
+        type=_url,
+        action="append",
+        default=[],
+        metavar="URL",
+        help="also post every notification here (repeatable; never delays the answer)",
+    )
+    parser.add_argument(
+        "--forward-timeout",
+        type=_positive(float),
+        default=5.0,
+        metavar="SECONDS",
+        help="give up a forward after this long (default 5)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive(int),
+        default=1024 * 1024,
+        metavar="BYTES",
+        help="refuse larger requests with 413 (default 1 MiB)",
+    )
+    parser.add_argument(
+        "--max-records",
+        type=_positive(int),
+        default=10_000,
+        metavar="N",
+        help="records kept in memory, oldest dropped first (default 10000)",
+    )
+    parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
+    parser.add_argument("--no-access-log", action="store_true", help="don't log each request")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from inferwatch.alertsink.app import SinkSettings, create_app
+    except ImportError as exc:
+        hint = "pip install 'inferwatch[fastapi]'"
+        print(f"{PROG}: needs the fastapi extra ({hint}): {exc}", file=sys.stderr)
+        return 1
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = SinkSettings(
+        store_path=args.store,
+        max_records=args.max_records,
+        max_body_bytes=args.max_body_bytes,
+        forward_urls=tuple(args.forward_urls),
+        forward_timeout=args.forward_timeout,
+    )
+    try:
+        app = create_app(settings)
+    except (OSError, ValueError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=not args.no_access_log,
+            timeout_graceful_shutdown=5,
+        )
+    )
+    print(
+        f"{PROG}: listening on {args.host}:{args.port} "
+        f"(store: {args.store or 'memory only'}; "
+        f"forwarding to {len(settings.forward_urls)} URL(s))",
+        flush=True,
+    )
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,118 @@
+"""The processes of the local stack: what runs, how it is started and how it is seen healthy."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferwatch.stack.settings import StackSettings
+
+APT_HINT = "install it with: sudo apt-get install -y {package} (or run ./scripts/bootstrap.sh)"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    command: list[str]
+    health_url: str
+    ui_url: str
+    description: str
+
+
+def find_binary(*names: str, package: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(
+        f"{' or '.join(names)} not found on PATH; " + APT_HINT.format(package=package)
+    )
+
+
+def inferwatch_command() -> list[str]:
+    """This environment's own ``inferwatch``, so children run the same code as the runner."""
+    script = Path(sys.executable).parent / "inferwatch"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "inferwatch.cli.main"]
+
+
+def components(settings: StackSettings) -> list[Component]:
+    """In start order: receivers before senders, targets before the scraper."""
+    s, data = settings, settings.data_dir.resolve()
+    config = s.config_dir.resolve()
+    listen = {name: f"{s.host}:{port}" for name, port in s.ports.items()}
+    own = inferwatch_command()
+    parts = [
+        Component(
+            "alert-sink",
+            [
+                *own,
+                "alert-sink",
+                "--host",
+                s.host,
+                "--port",
+                str(s.ports.alert_sink),
+                "--store",
+                str(data / "alert-sink" / "notifications.jsonl"),
+            ],
+            f"{s.url('alert_sink')}/healthz",
+            f"{s.url('alert_sink')}/notifications",
+            "notification receiver",
+        ),
+        Component(
+            "alertmanager",
+            [
+                find_binary(
+                    "alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager"
+                ),
+                f"--config.file={config / 'alertmanager.yml'}",
+                f"--storage.path={data / 'alertmanager'}",
+                f"--web.listen-address={listen['alertmanager']}",
+                "--cluster.listen-address=",
+            ],  # a single instance: no gossip port to collide on
+            f"{s.url('alertmanager')}/-/ready",
+            s.url("alertmanager"),
+            "Alertmanager",
+        ),
+        Component(
+            "exporter",
+            [*own, "exporter", "--host", s.host, "--port", str(s.ports.exporter)],
+            f"{s.url('exporter')}/metrics",
+            f"{s.url('exporter')}/metrics",
+            "standalone exporter (host, GPU)",
+        ),
+    ]
+    if s.run_demo:
+        parts.append(
+            Component(
+                "demo",
+                [
+                    *own,
+                    "demo",
+                    "--host",
+                    s.host,
+                    "--port",
+                    str(s.ports.demo),
+                    "--time-scale",
+                    repr(s.demo_time_scale),
+                ],
+                f"{s.url('demo')}/healthz",
+                f"{s.url('demo')}/docs",
+                "demo AI service",
+            )
+        )
+    parts.append(
+        Component(
+            "prometheus",
+            [find_binary("prometheus", package="prometheus"),
+             f"--config.file={config / 'prometheus.yml'}",
+             f"--storage.tsdb.path={data / 'prometheus'}",
+             f"--web.listen-address={listen['prometheus']}",
+             "--web.enable-lifecycle"],
+            f"{s.url('prometheus')}/-/ready",
+            s.url("prometheus"),
+            "Prometheus",
+        )
+    )  # fmt: skip
+    return parts

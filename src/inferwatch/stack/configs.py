@@ -1,0 +1,60 @@
+"""Every config file the stack's processes read, written into the data directory from the
+project's own sources (thresholds, rule generator, Alertmanager renderer) on each start."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from inferwatch import alertmanager
+from inferwatch.stack import prometheus_config
+from inferwatch.stack.settings import StackSettings
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomically, so a process reloading its config never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def alertmanager_timings(settings: StackSettings) -> dict[str, alertmanager.Timing]:
+    overrides = {
+        name: value
+        for name in ("group_wait", "group_interval", "repeat_interval")
+        if (value := getattr(settings, name)) is not None
+    }
+    return {
+        receiver: dataclasses.replace(timing, **overrides)
+        for receiver, timing in alertmanager.TIMINGS.items()
+    }
+
+
+def write_rules(settings: StackSettings) -> list[Path]:
+    from inferwatch.alerts.generate import rule_files
+
+    rules_dir = settings.config_dir / "rules"
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    files = rule_files(thresholds=settings.thresholds, for_scale=settings.for_scale)
+    for stale in rules_dir.glob("*.yaml"):
+        if stale.name not in files:
+            stale.unlink()
+    written = []
+    for name, text in sorted(files.items()):
+        _write(rules_dir / name, text)
+        written.append(rules_dir / name)
+    return written
+
+
+def write_all(settings: StackSettings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _write(settings.config_dir / "prometheus.yml", prometheus_config.render(settings))
+    _write(
+        settings.config_dir / "alertmanager.yml",
+        alertmanager.render_alertmanager_config(
+            settings.url("alert_sink"), timings=alertmanager_timings(settings)
+        ),
+    )
+    write_rules(settings)

@@ -1,0 +1,82 @@
+"""Everything the local stack is configured by, in one validated place."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+
+
+@dataclass(frozen=True)
+class Ports:
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    alert_sink: int = 9095
+    demo: int = 8000
+    exporter: int = 9841
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(name, getattr(self, name)) for name in self.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    data_dir: Path = Path(".inferwatch")
+    host: str = "127.0.0.1"
+    ports: Ports = field(default_factory=Ports)
+    # Monitor the user's own service instead of (or besides) the demo: host:port targets.
+    service_targets: tuple[str, ...] = ()
+    service_job: str = "ai-service"
+    run_demo: bool = True
+    demo_time_scale: float = 1.0
+    scrape_interval: str = "15s"
+    evaluation_interval: str = "15s"
+    # Thresholds overlays (YAML) merged over the packaged defaults when rules are generated.
+    thresholds: tuple[Path, ...] = ()
+    # Multiplies every alert's `for:` — e.g. 0.05 in end-to-end tests — without editing files.
+    for_scale: float = 1.0
+    # Alertmanager timings; the defaults are production values.
+    group_wait: str | None = None
+    group_interval: str | None = None
+    repeat_interval: str | None = None
+    startup_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("scrape_interval", "evaluation_interval"):
+            value = getattr(self, name)
+            if not _DURATION.match(value):
+                raise ValueError(f"{name} must be a duration like 15s or 1m, got {value!r}")
+        for name in ("group_wait", "group_interval", "repeat_interval"):
+            value = getattr(self, name)
+            if value is not None and not _DURATION.match(value):
+                raise ValueError(f"{name} must be a duration like 30s or 4h, got {value!r}")
+        for name, port in self.ports.items():
+            if not 0 < port < 65536:
+                raise ValueError(f"--{name.replace('_', '-')}-port must be 1..65535, got {port}")
+        used = [port for _, port in self.ports.items()]
+        if len(set(used)) != len(used):
+            raise ValueError(f"every component needs its own port, got {dict(self.ports.items())}")
+        for target in self.service_targets:
+            parsed = urlsplit(f"//{target}")
+            if not parsed.hostname or parsed.port is None or parsed.username or parsed.path:
+                raise ValueError(f"--service must be host:port, got {target!r}")
+        if not self.run_demo and not self.service_targets:
+            raise ValueError("nothing to monitor: give --service host:port or keep the demo")
+        if self.for_scale <= 0:
+            raise ValueError(f"for_scale must be positive, got {self.for_scale}")
+        if self.demo_time_scale <= 0:
+            raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
+
+    def url(self, component: str) -> str:
+        return f"http://{self.host}:{getattr(self.ports, component)}"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.data_dir / "config"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"

@@ -37,7 +37,11 @@ def write_rules(settings: StackSettings) -> list[Path]:
 
     rules_dir = settings.config_dir / "rules"
     rules_dir.mkdir(parents=True, exist_ok=True)
-    files = rule_files(thresholds=settings.thresholds, for_scale=settings.for_scale)
+    files = rule_files(
+        settings.thresholds,
+        for_scale=settings.for_scale,
+        targets=sorted(prometheus_config.scrape_jobs(settings)),
+    )
     for stale in rules_dir.glob("*.yaml"):
         if stale.name not in files:
             stale.unlink()

@@ -1,0 +1,125 @@
+"""Artefact producers and the write/check driver behind ``inferwatch generate``.
+
+Each producer maps relative paths to file contents. The dashboards generator plugs in by
+adding a producer to ``PRODUCERS``; the driver handles writing, staleness checks and removing
+generated files that a producer no longer makes (hand-written files are never touched).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferwatch.alerts import alerting, recording, runbooks, unit_tests
+from inferwatch.alerts.adjust import scale_for, with_targets
+from inferwatch.alerts.render import is_generated, to_yaml
+from inferwatch.alerts.thresholds import Thresholds, load_thresholds
+
+Files = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Producer:
+    name: str
+    owns: tuple[
+        str, ...
+    ]  # directories (relative to the output root) whose generated files it manages
+    make: Callable[[Thresholds], Files]
+
+
+def _rules(thresholds: Thresholds) -> Files:
+    return {
+        "alerts/recording_rules.yaml": to_yaml(
+            {"groups": recording.groups(thresholds)},
+            "Recording rules shared by the alerts and the dashboards.",
+        ),
+        "alerts/alert_rules.yaml": to_yaml(
+            {"groups": alerting.groups(thresholds)},
+            "Alerting rules: thresholds, SLO burn rates, target health and the Watchdog.",
+        ),
+    }
+
+
+def rule_files(
+    thresholds: Sequence[Path] = (),
+    *,
+    for_scale: float = 1.0,
+    targets: Sequence[str] | None = None,
+) -> Files:
+    """Recording and alerting rules (file name -> YAML) for one deployment: the defaults
+    with ``thresholds`` overlays merged on top, ``for:`` scaled, and its own scrape jobs."""
+    loaded = scale_for(load_thresholds(*thresholds), for_scale)
+    if targets is not None:
+        loaded = with_targets(loaded, targets)
+    return {Path(rel).name: text for rel, text in _rules(loaded).items()}
+
+
+def _runbooks(thresholds: Thresholds) -> Files:
+    return {
+        f"alerts/runbooks/{alert}.md": text for alert, text in runbooks.pages(thresholds).items()
+    }
+
+
+def _tests(thresholds: Thresholds) -> Files:
+    return {
+        f"alerts/tests/{name}": to_yaml(doc, "Run: promtool test rules alerts/tests/*.yaml")
+        for name, doc in unit_tests.documents(thresholds).items()
+    }
+
+
+PRODUCERS: list[Producer] = [
+    Producer("rules", ("alerts",), _rules),
+    Producer("runbooks", ("alerts/runbooks",), _runbooks),
+    Producer("tests", ("alerts/tests",), _tests),
+]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What writing would change: paths to create or update, and generated paths to remove."""
+
+    changed: dict[str, str]
+    removed: list[str]
+
+    @property
+    def stale(self) -> list[str]:
+        return sorted([*self.changed, *self.removed])
+
+
+def produce(thresholds: Thresholds, producers: list[Producer] | None = None) -> Files:
+    files: Files = {}
+    for producer in PRODUCERS if producers is None else producers:
+        files.update(producer.make(thresholds))
+    return dict(sorted(files.items()))
+
+
+def plan(root: Path, thresholds: Thresholds, producers: list[Producer] | None = None) -> Plan:
+    chosen = PRODUCERS if producers is None else producers
+    files = produce(thresholds, chosen)
+    changed = {}
+    for rel, text in files.items():
+        path = root / rel
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            changed[rel] = text
+    removed = []
+    for producer in chosen:
+        for directory in producer.owns:
+            folder = root / directory
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                rel = path.relative_to(root).as_posix()
+                candidate = path.is_file() and rel not in files and path.suffix in (".yaml", ".md")
+                if candidate and is_generated(path.read_text(encoding="utf-8")):
+                    removed.append(rel)
+    return Plan(changed, removed)
+
+
+def write(root: Path, result: Plan) -> None:
+    for rel, text in result.changed.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    for rel in result.removed:
+        (root / rel).unlink()

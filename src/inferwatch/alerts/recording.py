@@ -1,0 +1,186 @@
+"""Recording rules: the ratios and quantiles that alerts and dashboards share.
+
+Names follow ``level:metric:operation``. Each alert reads one recorded series, so the
+threshold comparison stays trivial and a dashboard panel shows exactly what the alert saw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inferwatch.alerts import promql
+from inferwatch.alerts.promql import ERROR_STATUS, le, quantile, sum_rate
+from inferwatch.alerts.signals import GPU, HOST, HTTP, POOL
+from inferwatch.alerts.thresholds import Thresholds
+
+Rule = dict[str, str]
+HTTP_DURATION = "http_server_request_duration_seconds"
+QUANTILES = (("p50", "0.5"), ("p90", "0.9"), ("p95", "0.95"), ("p99", "0.99"))
+
+
+def _rule(record: str, expr: str) -> Rule:
+    return {"record": record, "expr": expr}
+
+
+def _http() -> list[Rule]:
+    count = f"{HTTP_DURATION}_count"
+    requests = "job_route:http_server_requests:rate5m"
+    errors = "job_route:http_server_request_errors:rate5m"
+    rules = [
+        _rule(requests, sum_rate(count, HTTP, "5m")),
+        # `or ... * 0`: a route that never failed has no 5xx series, yet its error rate is 0.
+        _rule(errors, f"{sum_rate(count, HTTP, '5m', [ERROR_STATUS])} or {requests} * 0"),
+        _rule("job_route:http_server_request_errors:ratio_rate5m", f"{errors} / {requests}"),
+    ]
+    for name, q in QUANTILES:
+        rules.append(
+            _rule(f"job_route:{HTTP_DURATION}:{name}_5m", quantile(q, HTTP_DURATION, HTTP, "5m"))
+        )
+    attempts = "job_route:websocket_server_connection_attempts:rate5m"
+    ws = "websocket_server_connection_attempts_total"
+    accepted = sum_rate(ws, HTTP, "5m", ['outcome="accepted"'])
+    rules += [
+        _rule(attempts, sum_rate(ws, HTTP, "5m")),
+        _rule(
+            "job_route:websocket_server_connection_success:ratio_rate5m",
+            f"({accepted} or {attempts} * 0) / {attempts}",
+        ),
+    ]
+    return rules
+
+
+def _slo(thresholds: Thresholds) -> list[Rule]:
+    """Per-job SLI ratios over every burn-rate window."""
+    count = f"{HTTP_DURATION}_count"
+    good_bucket = f'le="{le(thresholds.slo.latency_threshold)}"'
+    rules = [
+        _rule("job:http_server_requests:rate5m", sum_rate(count, ["job"], "5m")),
+        _rule(
+            "job:http_server_request_errors:rate5m",
+            sum_rate(count, ["job"], "5m", [ERROR_STATUS]),
+        ),
+    ]
+    for seconds in thresholds.slo.windows:
+        w = promql.window(seconds)
+        total = sum_rate(count, ["job"], w)
+        rules.append(
+            _rule(
+                f"job:http_server_request_errors:ratio_rate{w}",
+                f"({sum_rate(count, ['job'], w, [ERROR_STATUS])} or {total} * 0) / {total}",
+            )
+        )
+        good = sum_rate(f"{HTTP_DURATION}_bucket", ["job"], w, [good_bucket])
+        rules.append(_rule(f"job:http_server_request_slow:ratio_rate{w}", f"1 - {good} / {total}"))
+    return rules
+
+
+def _pools() -> list[Rule]:
+    op = "db_client_operation_duration_seconds"
+    wait = "db_client_connection_wait_time_seconds"
+    gets = "job_cache:inferwatch_cache_gets:rate5m"
+    hits = 'result="hit"'
+    redis_hits = "sum by (job, instance) (rate(inferwatch_redis_keyspace_hits_total[5m]))"
+    redis_misses = "sum by (job, instance) (rate(inferwatch_redis_keyspace_misses_total[5m]))"
+    used = 'db_client_connection_count{db_client_connection_state="used"}'
+    return [
+        _rule(
+            "job_pool:db_client_connection_usage:ratio",
+            f"sum {promql.by(POOL)} ({used}) / sum {promql.by(POOL)} (db_client_connection_max)",
+        ),
+        _rule(
+            "job_pool:db_client_connection_pending_requests:sum",
+            f"sum {promql.by(POOL)} (db_client_connection_pending_requests)",
+        ),
+        _rule(
+            "job_pool:db_client_connection_timeouts:increase5m",
+            f"sum {promql.by(POOL)} (increase(db_client_connection_timeouts_total[5m]))",
+        ),
+        _rule(f"job_pool:{wait}:p90_5m", quantile("0.9", wait, POOL, "5m")),
+        # SQL and Redis share the histogram; db_system_name tells them apart downstream.
+        _rule(f"job_pool:{op}:p90_5m", quantile("0.9", op, POOL, "5m")),
+        _rule(gets, sum_rate("inferwatch_cache_gets_total", ["job", "cache"], "5m")),
+        _rule(
+            "job_cache:inferwatch_cache_hit:ratio_rate5m",
+            f"({sum_rate('inferwatch_cache_gets_total', ['job', 'cache'], '5m', [hits])}"
+            f" or {gets} * 0) / {gets}",
+        ),
+        _rule(
+            "instance:inferwatch_redis_keyspace_hit:ratio_rate5m",
+            f"{redis_hits} / ({redis_hits} + {redis_misses})",
+        ),
+    ]
+
+
+def _models() -> list[Rule]:
+    load = "inferwatch_model_load_duration_seconds"
+    return [
+        # Loads are rare: a 1h window keeps one slow load visible long enough to act on.
+        _rule(
+            f"job_model:{load}:p95_1h",
+            quantile("0.95", load, ["job", "model"], "1h", ['outcome="success"']),
+        ),
+        _rule(
+            "job_model:inferwatch_model_load_failures:increase15m",
+            "sum by (job, model, reason) (increase(inferwatch_model_load_failures_total[15m]))",
+        ),
+    ]
+
+
+def _resources() -> list[Rule]:
+    cpu = "inferwatch_host_cpu_seconds_total"
+    idle = 'mode=~"idle|iowait"'
+    gpu = promql.by(GPU)
+    return [
+        _rule(
+            "instance:inferwatch_host_cpu_usage:ratio_rate5m",
+            f"1 - {sum_rate(cpu, HOST, '5m', [idle])} / {sum_rate(cpu, HOST, '5m')}",
+        ),
+        _rule(
+            "instance:inferwatch_host_memory_usage:ratio",
+            f"1 - sum {promql.by(HOST)} (inferwatch_host_memory_available_bytes)"
+            f" / sum {promql.by(HOST)} (inferwatch_host_memory_total_bytes)",
+        ),
+        # Growth that never dips below the threshold for 30m is a trend, not a spike.
+        _rule(
+            "instance:inferwatch_process_resident_memory_growth_bytes_per_second:min30m",
+            f"min {promql.by(HOST)} (min_over_time("
+            "inferwatch_process_resident_memory_growth_bytes_per_second[30m]))",
+        ),
+        _rule(
+            "gpu:inferwatch_gpu_utilization_ratio:avg5m",
+            f"avg {gpu} (avg_over_time(inferwatch_gpu_utilization_ratio[5m]))",
+        ),
+        _rule(
+            "gpu:inferwatch_gpu_memory_usage:ratio",
+            f"sum {gpu} (inferwatch_gpu_memory_used_bytes)"
+            f" / sum {gpu} (inferwatch_gpu_memory_total_bytes)",
+        ),
+        _rule(
+            "gpu:inferwatch_gpu_temperature_celsius:max",
+            f"max {gpu} (inferwatch_gpu_temperature_celsius)",
+        ),
+        _rule(
+            "gpu:inferwatch_gpu_xid_errors:increase15m",
+            f"sum {gpu} (increase(inferwatch_gpu_xid_errors_total[15m]))",
+        ),
+        _rule(
+            "gpu:inferwatch_gpu_ecc_errors:increase15m",
+            f"sum {promql.by((*GPU, 'type'))} (increase(inferwatch_gpu_ecc_errors_total[15m]))",
+        ),
+    ]
+
+
+def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
+    interval = promql.window(thresholds.settings.evaluation_interval)
+    made = [
+        ("inferwatch.http.rules", _http()),
+        ("inferwatch.slo.rules", _slo(thresholds)),
+        ("inferwatch.pools.rules", _pools()),
+        ("inferwatch.models.rules", _models()),
+        ("inferwatch.resources.rules", _resources()),
+    ]
+    return [{"name": name, "interval": interval, "rules": rules} for name, rules in made]
+
+
+def record_names(thresholds: Thresholds) -> list[str]:
+    return [r["record"] for g in groups(thresholds) for r in g["rules"]]

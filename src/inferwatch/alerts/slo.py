@@ -1,0 +1,100 @@
+"""Multi-window, multi-burn-rate SLO alerts for availability and latency.
+
+A window pair fires when both its long and short window burn the error budget faster than
+``factor`` times the sustainable rate: the long window proves significance, the short one
+that it is still happening (so the alert resets quickly). The threshold is
+``factor * (1 - objective)``, computed as a fraction so it renders as ``0.072``, not
+``0.07200000000000001``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from inferwatch.alerts import promql
+from inferwatch.alerts.annotate import SERVICE_LABEL, annotations
+from inferwatch.alerts.thresholds import BurnRate, Thresholds
+from inferwatch.alerts.units import format_percent
+
+
+@dataclass(frozen=True)
+class Sli:
+    name: str  # label value `slo`
+    alert: str
+    ratio: str  # recording rule name without the window suffix
+    what: str
+
+
+SLIS = (
+    Sli("availability", "APIAvailabilityBudgetBurn", "job:http_server_request_errors:ratio_rate",
+        "error ratio"),
+    Sli("latency", "APILatencyBudgetBurn", "job:http_server_request_slow:ratio_rate",
+        "slow-request ratio"),
+)  # fmt: skip
+
+
+def objective(thresholds: Thresholds, sli: Sli) -> Fraction:
+    slo = thresholds.slo
+    return slo.availability if sli.name == "availability" else slo.latency
+
+
+def budget(thresholds: Thresholds, sli: Sli) -> Fraction:
+    return 1 - objective(thresholds, sli)
+
+
+def burn_threshold(thresholds: Thresholds, sli: Sli, rate: BurnRate) -> Fraction:
+    return rate.factor * budget(thresholds, sli)
+
+
+def expression(thresholds: Thresholds, sli: Sli, rate: BurnRate) -> str:
+    limit = promql.number(burn_threshold(thresholds, sli, rate))
+    long, short = promql.window(rate.long), promql.window(rate.short)
+    return f"{sli.ratio}{long} > {limit} and {sli.ratio}{short} > {limit}"
+
+
+def _description(thresholds: Thresholds, sli: Sli, rate: BurnRate) -> str:
+    slo = thresholds.slo
+    goal = format_percent(objective(thresholds, sli))
+    if sli.name == "latency":
+        goal += f" of requests under {promql.window(slo.latency_threshold)}"
+    return (
+        f"The {sli.what} over {promql.window(rate.long)} is {{{{ $value | humanizePercentage }}}}"
+        f" (and over {promql.window(rate.short)} too), above "
+        f"{format_percent(burn_threshold(thresholds, sli, rate))}: the "
+        f"{promql.window(slo.window)} error budget of the {goal} objective is burning "
+        f"{promql.number(rate.factor)}x faster than sustainable."
+    )
+
+
+def labels(sli: Sli, rate: BurnRate) -> dict[str, str]:
+    return {
+        "severity": rate.severity,
+        "service": SERVICE_LABEL,
+        "slo": sli.name,
+        "long_window": promql.window(rate.long),
+        "short_window": promql.window(rate.short),
+    }
+
+
+def rules(thresholds: Thresholds) -> list[dict[str, Any]]:
+    result = []
+    for sli in SLIS:
+        for rate in thresholds.slo.burn_rates:
+            result.append(
+                {
+                    "alert": sli.alert,
+                    "expr": expression(thresholds, sli, rate),
+                    "for": promql.window(rate.for_),
+                    "labels": labels(sli, rate),
+                    "annotations": annotations(
+                        thresholds,
+                        sli.alert,
+                        "inferwatch-overview",
+                        f"{{{{ $labels.job }}}} is burning its {sli.name} error budget",
+                        _description(thresholds, sli, rate),
+                    ),
+                }
+            )
+    return result

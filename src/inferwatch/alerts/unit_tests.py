@@ -1,0 +1,381 @@
+"""``promtool test rules`` files generated from the thresholds.
+
+For every alert and every set of levels (defaults and each equality-matched override):
+silent just short of the warning, warning only between the levels, both severities beyond
+critical, nothing before ``for:`` has elapsed, and nothing once the signal recovers. Burn-rate
+alerts are checked at each window pair's threshold times 1.01 (fires) and 0.99 (silent).
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Any
+
+from inferwatch.alerts import alerting, fixtures, humanize, promql, slo
+from inferwatch.alerts.alerting import Judged
+from inferwatch.alerts.fixtures import Labels, Region
+from inferwatch.alerts.signals import SIGNALS, Signal
+from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
+
+RULE_FILES = ["../recording_rules.yaml", "../alert_rules.yaml"]
+NEAR = Fraction(1, 100)  # "a little" around a burn-rate threshold
+Test = dict[str, Any]
+
+_FILTERS = {
+    "humanizeDuration": humanize.humanize_duration,
+    "humanizePercentage": humanize.humanize_percentage,
+    "humanize1024": humanize.humanize_1024,
+    'printf "%.1f"': humanize.printf_1f,
+    'printf "%.0f"': lambda v: f"{v:.0f}",
+}
+_TEMPLATE = re.compile(r"\{\{ \$(labels\.(\w+)|value \| ([^}]+?)) \}\}")
+
+
+def expand(template: str, labels: Labels, value: float) -> str:
+    """Render the subset of Go templates the rules use, as Prometheus would."""
+
+    def sub(match: re.Match[str]) -> str:
+        if match.group(2):
+            return labels.get(match.group(2), "")
+        return _FILTERS[match.group(3)](value)
+
+    return _TEMPLATE.sub(sub, template)
+
+
+def _expected(rule: dict[str, Any], labels: Labels, value: float) -> dict[str, Any]:
+    exp_labels = {**labels}
+    for key, template in rule["labels"].items():
+        rendered = expand(template, labels, value)
+        if rendered:
+            exp_labels[key] = rendered
+    annotations = {k: expand(v, labels, value) for k, v in rule["annotations"].items()}
+    return {"exp_labels": exp_labels, "exp_annotations": annotations}
+
+
+def _rules_for(thresholds: Thresholds, alert: str) -> list[dict[str, Any]]:
+    return [r for g in alerting.groups(thresholds) for r in g["rules"] if r["alert"] == alert]
+
+
+def _dur(seconds: Fraction) -> str:
+    return promql.window(seconds)
+
+
+class _Clock:
+    """Times of one test group, in samples of the scrape interval."""
+
+    def __init__(self, thresholds: Thresholds) -> None:
+        self.step = thresholds.settings.scrape_interval
+        self.eval = thresholds.settings.evaluation_interval
+
+    def samples(self, seconds: Fraction) -> int:
+        return int(seconds // self.step) + 1
+
+
+# --- threshold signals ---------------------------------------------------------------------
+
+
+def _regions(signal: Signal, levels: Levels) -> dict[str, Region]:
+    warning, critical = levels.warning, levels.critical
+    first = warning if warning is not None else critical
+    strongest = critical if critical is not None else warning
+    assert first is not None and strongest is not None
+    regions: dict[str, Region] = {}
+    if signal.direction == "above":
+        regions["silent"] = (first * Fraction(9, 10), first)
+        if warning is not None and critical is not None:
+            regions["between"] = (warning, critical)
+        if strongest == 0:
+            top = Fraction(2)
+        elif signal.kind == "ratio":
+            top = (strongest + 1) / 2
+        elif signal.kind == "celsius":
+            top = strongest + 10
+        else:
+            top = strongest * 2
+        regions["beyond"] = (strongest, top)
+    else:
+        regions["silent"] = (first, first + (1 - first) / 10)
+        if warning is not None and critical is not None:
+            regions["between"] = (critical, warning)
+        regions["beyond"] = (strongest / 2, strongest)
+    return regions
+
+
+def _matches(override: Any, labels: Labels) -> bool:
+    for m in override.matchers:
+        value = labels.get(m.label, "")
+        if m.op == "=" and value != m.value:
+            return False
+        if m.op == "=~" and not re.fullmatch(m.value, value):
+            return False
+    return True
+
+
+def _labels_for(signal: Signal, judged: Judged) -> Labels | None:
+    """Labels judged by exactly this set of levels, or None when none can be built."""
+    labels = fixtures.labels_for(signal)
+    if judged.override is not None:
+        if any(m.op != "=" for m in judged.override.matchers):
+            return None  # a regex names no single value to put in a fixture
+        labels.update({m.label: m.value for m in judged.override.matchers})
+        if not _matches(judged.override, labels):
+            return None
+    if any(_matches(other, labels) for other in judged.excluded):
+        return None  # an earlier override claims these series
+    return labels
+
+
+def _fired(rules: list, judged: Judged, severities: list[str], labels: Labels, value: float):
+    own = [
+        r
+        for r in rules
+        if r["labels"]["severity"] in severities
+        and r["expr"]
+        == alerting.expression(
+            _signal(r["alert"]), judged, judged.levels.level(r["labels"]["severity"])
+        )
+    ]
+    return [_expected(r, labels, value) for r in own]
+
+
+def _signal(alert: str) -> Signal:
+    return next(s for s in SIGNALS if s.alert == alert and s.kind != "state")
+
+
+def _threshold_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
+    clock = _Clock(thresholds)
+    rules = _rules_for(thresholds, signal.alert)
+    tests: list[Test] = []
+    for judged in alerting.judged(thresholds, signal):
+        levels = judged.levels
+        if levels.warning is None and levels.critical is None:
+            continue
+        labels = _labels_for(signal, judged)
+        if labels is None:
+            continue
+        scope = "defaults" if judged.override is None else judged.override.name
+        regions = _regions(signal, levels)
+        settle = fixtures.window_of(signal) + 2 * clock.step
+        fire_at = settle + levels.for_ + clock.eval
+        end = fire_at + fixtures.window_of(signal) + 3 * clock.step
+        severities = [s for s in ("warning", "critical") if levels.level(s) is not None]  # type: ignore[arg-type]
+
+        def group(
+            name: str, phases: list, evals: list, labels: Labels = labels, scope: str = scope
+        ) -> Test:
+            return {
+                "name": f"{signal.alert} ({scope}): {name}",
+                "interval": _dur(clock.step),
+                "input_series": fixtures.threshold_series(signal, labels, phases, clock.step),
+                "alert_rule_test": [
+                    {"eval_time": _dur(t), "alertname": signal.alert, "exp_alerts": exp}
+                    for t, exp in evals
+                ],
+            }
+
+        silent = regions["silent"]
+        tests.append(group("silent just short of the first threshold",
+                           [(silent, clock.samples(end))], [(fire_at, [])]))  # fmt: skip
+        early = [(levels.for_ - clock.eval, [])] if levels.for_ >= clock.eval else []
+        if "between" in regions:
+            value = float(fixtures.value_in(signal, regions["between"]))
+            tests.append(group(
+                "warning only between the levels, not before for",
+                [(regions["between"], clock.samples(end))],
+                [*early, (fire_at, _fired(rules, judged, ["warning"], labels, value))],
+            ))  # fmt: skip
+        value = float(fixtures.value_in(signal, regions["beyond"]))
+        tests.append(group(
+            "every level beyond the strongest, not before for, resolved on recovery",
+            [(regions["beyond"], clock.samples(fire_at)), (silent, clock.samples(end - fire_at))],
+            [*early, (fire_at, _fired(rules, judged, severities, labels, value)), (end, [])],
+        ))  # fmt: skip
+    return tests
+
+
+# --- state signals, Watchdog -------------------------------------------------------------------
+
+
+def _state_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
+    clock = _Clock(thresholds)
+    level = thresholds.signals[signal.key]
+    assert isinstance(level, StateLevel)
+    rules = _rules_for(thresholds, signal.alert)
+    if not rules:
+        return []
+    targets = thresholds.settings.targets
+    fire_at = level.for_ + 2 * clock.eval
+    end = fire_at + 3 * clock.step
+    n_fire, n_rest = clock.samples(fire_at), clock.samples(end - fire_at)
+    early = [(level.for_ - clock.eval, [])] if level.for_ >= clock.eval else []
+    if signal.key == "exporter_collector_failure":
+        labels = {"job": "inferwatch-exporter", "instance": "gpu-node-1:9400", "collector": "gpu"}
+        metric = "inferwatch_exporter_collector_success"
+        healthy, failing = Fraction(1), Fraction(0)
+        others: list[dict[str, str]] = []
+    else:
+        labels = {"job": targets[0], "instance": "10.0.0.1:8000"}
+        metric = "up"
+        healthy, failing = Fraction(1), Fraction(0)
+        if signal.key == "target_absent":
+            labels = {"job": targets[0]}
+            failing = None  # type: ignore[assignment]
+        others = [
+            {"series": f'up{{job="{job}", instance="10.0.0.9:8000"}}',
+             "values": fixtures.gauge_values([(Fraction(1), n_fire + n_rest)])}
+            for job in targets[1:]
+        ]  # fmt: skip
+    series_labels = labels if signal.key != "target_absent" else {**labels, "instance": "x:1"}
+    selector = (
+        f"{metric}{{{', '.join(f'{k}={chr(34)}{v}{chr(34)}' for k, v in series_labels.items())}}}"
+    )
+    expected = [_expected(rules[0], labels, 1.0)]
+
+    def group(name: str, phases: list, evals: list) -> Test:
+        return {
+            "name": f"{signal.alert}: {name}",
+            "interval": _dur(clock.step),
+            "input_series": [
+                {"series": selector, "values": fixtures.gauge_values(phases)},
+                *others,
+            ],
+            "alert_rule_test": [
+                {"eval_time": _dur(t), "alertname": signal.alert, "exp_alerts": exp}
+                for t, exp in evals
+            ],
+        }
+
+    return [
+        group("silent while healthy", [(healthy, n_fire + n_rest)], [(fire_at, [])]),
+        group(
+            "fires after for, resolved on recovery",
+            [(failing, n_fire), (healthy, n_rest)],
+            [*early, (fire_at, expected), (end, [])],
+        ),
+    ]
+
+
+def _watchdog_tests(thresholds: Thresholds) -> list[Test]:
+    rule = alerting.watchdog_rule(thresholds)
+    return [
+        {
+            "name": "Watchdog always fires",
+            "interval": _dur(thresholds.settings.scrape_interval),
+            "input_series": [],
+            "alert_rule_test": [
+                {
+                    "eval_time": t,
+                    "alertname": alerting.WATCHDOG,
+                    "exp_alerts": [_expected(rule, {}, 1.0)],
+                }
+                for t in ("0s", "1h")
+            ],
+        }
+    ]
+
+
+# --- SLO burn rates ----------------------------------------------------------------------------
+
+
+def _burn_tests(thresholds: Thresholds) -> list[Test]:
+    clock = _Clock(thresholds)
+    labels = {"job": "inferwatch-api"}
+    tests: list[Test] = []
+    for sli in slo.SLIS:
+        rules = {r["expr"]: r for r in _rules_for(thresholds, sli.alert)}
+        for rate in thresholds.slo.burn_rates:
+            limit = slo.burn_threshold(thresholds, sli, rate)
+            above, below = limit * (1 + NEAR), limit * (1 - NEAR)
+            rule = rules[slo.expression(thresholds, sli, rate)]
+            fire_at = rate.for_ + clock.eval
+            n = clock.samples(fire_at + clock.step)
+            early = [(rate.for_ - clock.eval, [])] if rate.for_ >= clock.eval else []
+            pair = f"{_dur(rate.long)}/{_dur(rate.short)} at {promql.number(rate.factor)}x"
+            fired = [_expected(rule, labels, float(above))]
+            cases = [
+                ("both windows just above", above, above, [*early, (fire_at, fired)]),
+                ("long window just below", below, above, [(fire_at, [])]),
+                ("short window just below", above, below, [(fire_at, [])]),
+            ]  # fmt: skip
+            for name, long_value, short_value, evals in cases:
+                values = {rate.long: long_value, rate.short: short_value}
+                series = [
+                    {
+                        "series": f'{sli.ratio}{_dur(w)}{{job="{labels["job"]}"}}',
+                        "values": fixtures.gauge_values([(values.get(w, Fraction(0)), n)]),
+                    }
+                    for w in thresholds.slo.windows
+                ]
+                tests.append({
+                    "name": f"{sli.alert} {pair} ({rate.severity}): {name}",
+                    "interval": _dur(clock.step),
+                    "input_series": series,
+                    "alert_rule_test": [
+                        {"eval_time": _dur(t), "alertname": sli.alert, "exp_alerts": exp}
+                        for t, exp in evals
+                    ],
+                })  # fmt: skip
+    return tests
+
+
+def _sli_tests(thresholds: Thresholds) -> list[Test]:
+    """The SLI recording rules on raw counters: one request in eight fails and is slow."""
+    clock = _Clock(thresholds)
+    n = clock.samples(Fraction(600))
+    base = 'job="inferwatch-api", http_route="/v1/generate", http_request_method="POST"'
+    good_le = promql.le(thresholds.slo.latency_threshold)
+    series = []
+    for status, total in (("200", 70), ("500", 10)):
+        fast = total - 10 if status == "200" else total  # 10 slow requests among the 200s
+        counts = {"count": total, f'bucket{{le="{good_le}"}}': fast, 'bucket{le="+Inf"}': total}
+        for suffix, slope in counts.items():
+            name, _, le_part = suffix.partition("{")
+            labels = f'{base}, http_response_status_code="{status}"'
+            if le_part:
+                labels += f", {le_part[:-1]}"
+            series.append({
+                "series": f"http_server_request_duration_seconds_{name}{{{labels}}}",
+                "values": fixtures.counter_values([(Fraction(slope), n)]),
+            })  # fmt: skip
+    checks = []
+    for w in thresholds.slo.windows:
+        for sli in slo.SLIS:
+            checks.append({
+                "expr": f"round({sli.ratio}{_dur(w)} * 1000)",
+                "eval_time": "10m",
+                "exp_samples": [{"labels": '{job="inferwatch-api"}', "value": 125}],
+            })  # fmt: skip
+    return [{
+        "name": "SLI ratios over every window: 1 in 8 requests fails, 1 in 8 is slow",
+        "interval": _dur(clock.step),
+        "input_series": series,
+        "promql_expr_test": checks,
+    }]  # fmt: skip
+
+
+# --- files --------------------------------------------------------------------------------------
+
+
+def _document(thresholds: Thresholds, tests: list[Test]) -> dict[str, Any]:
+    return {
+        "rule_files": RULE_FILES,
+        "evaluation_interval": _dur(thresholds.settings.evaluation_interval),
+        "tests": tests,
+    }
+
+
+def documents(thresholds: Thresholds) -> dict[str, dict[str, Any]]:
+    """File name (under ``alerts/tests/``) -> promtool test document."""
+    files: dict[str, dict[str, Any]] = {}
+    for signal in SIGNALS:
+        if signal.kind == "state":
+            tests = _state_tests(thresholds, signal)
+        else:
+            tests = _threshold_tests(thresholds, signal)
+        if tests:
+            files[f"{signal.key}.yaml"] = _document(thresholds, tests)
+    files["slo_burn_rates.yaml"] = _document(thresholds, _burn_tests(thresholds))
+    files["slo_sli_ratios.yaml"] = _document(thresholds, _sli_tests(thresholds))
+    files["watchdog.yaml"] = _document(thresholds, _watchdog_tests(thresholds))
+    return files

@@ -63,4 +63,6 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$fingerprint" ]]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$fingerprint" > "$stamp"
 fi
+# SQLAlchemy 2.0 beside the venv's 2.1, for tests/test_pools_sqlalchemy_compat.py
+[[ -d .venv/sqlalchemy-2.0/sqlalchemy ]] || .venv/bin/python -m pip install -q --no-deps --target .venv/sqlalchemy-2.0 'sqlalchemy==2.0.*'
 say "ready"

@@ -50,3 +50,7 @@ def demo_server(start_demo: StartDemo) -> Server:
 def client(demo_server: Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=demo_server.url, timeout=10.0) as http:
         yield http
+
+
+# Real Redis and PostgreSQL servers (session-scoped; see tests/support/backends.py).
+from tests.support.backends import postgres_server, redis_server  # noqa: E402, F401

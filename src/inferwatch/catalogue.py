@@ -52,6 +52,12 @@ def _ai(registry: CollectorRegistry) -> object:
     return define_metrics(registry)
 
 
+def _pools(registry: CollectorRegistry) -> object:
+    from inferwatch.pools.instruments import pool_metrics
+
+    return pool_metrics(registry)
+
+
 def _self(registry: CollectorRegistry) -> object:
     from inferwatch.metrics.shared import instrumentation_errors
 
@@ -61,6 +67,7 @@ def _self(registry: CollectorRegistry) -> object:
 METRIC_SETS: list[MetricSet] = [
     MetricSet("HTTP and WebSocket (`inferwatch.http`)", _http),
     MetricSet("AI workloads (`inferwatch.ai`)", _ai),
+    MetricSet("Connection pools and database clients (`inferwatch.pools`)", _pools),
     MetricSet("inferwatch itself", _self),
 ]
 

@@ -25,7 +25,7 @@ from inferwatch.exporters.config import (
 from inferwatch.exporters.redact import redact_url
 from inferwatch.exposition.auth import MetricsAuth
 from inferwatch.exposition.render import Scrape, unauthorized
-from inferwatch.exposition.server import MetricsServer, _Handler
+from inferwatch.exposition.server import MetricsHandler, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class _ExporterServer(MetricsServer):
     landing: bytes
 
 
-class _ExporterHandler(_Handler):
+class _ExporterHandler(MetricsHandler):
     server: _ExporterServer
 
     def do_GET(self) -> None:

@@ -342,3 +342,21 @@ def test_exporter_command_rejects_bad_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "'colectors'" in result.stderr
+
+
+def test_backend_urls_can_come_from_secret_files(tmp_path) -> None:
+    from inferwatch.exporters.config import ConfigError, build_config
+
+    secret = tmp_path / "redis-url"
+    secret.write_text("redis://:from-a-file@127.0.0.1:6379/0\n")
+    config = build_config(None, {"redis_url_file": str(secret)})
+    assert config.redis_url == "redis://:from-a-file@127.0.0.1:6379/0"
+    assert "redis" in config.enabled
+    assert "from-a-file" not in repr(config) and "from-a-file" not in str(config.describe())
+    with pytest.raises(ConfigError, match="postgres_url_file"):
+        build_config(None, {"postgres_url_file": str(tmp_path / "missing")})
+    bad = tmp_path / "bad-url"
+    bad.write_text("http://:leaked@host/\n")
+    with pytest.raises(ConfigError, match="scheme") as error:
+        build_config(None, {"postgres_url_file": str(bad)})
+    assert "leaked" not in str(error.value)

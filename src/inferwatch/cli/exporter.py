@@ -57,6 +57,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--redis-url", metavar="URL", help="Redis server to report on")
     parser.add_argument("--postgres-url", metavar="URL", help="PostgreSQL server to report on")
     parser.add_argument(
+        "--redis-url-file",
+        metavar="FILE",
+        help="read the Redis URL from FILE (keeps a password out of the process list)",
+    )
+    parser.add_argument(
+        "--postgres-url-file",
+        metavar="FILE",
+        help="read the PostgreSQL URL from FILE",
+    )
+    parser.add_argument(
         "--pid",
         dest="pids",
         type=int,
@@ -92,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
             "cache_ttl",
             "redis_url",
             "postgres_url",
+            "redis_url_file",
+            "postgres_url_file",
             "memory_growth_window",
         )
     }

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 from inferwatch.exporters.collector import DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT
 from inferwatch.exporters.redact import redact_text, redact_url, url_secrets
+from inferwatch.exposition.auth import read_secret_file
 
 DEFAULT_PORT = 9841
 COLLECTOR_MODULES = {
@@ -162,13 +163,35 @@ KEYS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+# A URL with a password belongs in a file (a mounted secret), not on a command line that
+# every user of the machine can read in the process list.
+FILE_KEYS = {"redis_url_file": "redis_url", "postgres_url_file": "postgres_url"}
+
+
+def _url_from_file(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key!r} must be a file path")
+    try:
+        return read_secret_file(value, key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def validate(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
     """Check ``settings``; every error names the key and ``source``."""
     clean = {}
     for key, value in settings.items():
+        if key in FILE_KEYS:
+            base = FILE_KEYS[key]
+            try:
+                clean[base] = _url(base, _url_from_file(key, value))
+            except ConfigError as exc:
+                raise ConfigError(f"{source}: {exc}") from None
+            continue
         check = KEYS.get(key)
         if check is None:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
+            known = ", ".join([*KEYS, *FILE_KEYS])
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {known})")
         try:
             clean[key] = check(key, value)
         except ConfigError as exc:

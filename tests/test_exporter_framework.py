@@ -360,3 +360,22 @@ def test_backend_urls_can_come_from_secret_files(tmp_path) -> None:
     with pytest.raises(ConfigError, match="scheme") as error:
         build_config(None, {"postgres_url_file": str(bad)})
     assert "leaked" not in str(error.value)
+
+
+def test_the_example_config_in_the_exporters_folder_is_valid(tmp_path) -> None:
+    from pathlib import Path
+
+    from inferwatch.exporters.config import build_config, load_file
+
+    example = Path(__file__).parents[1] / "exporters" / "exporter.example.toml"
+    text = example.read_text()
+    # point the secret files at real ones so the example loads as written otherwise
+    urls = {"redis-url": "redis://127.0.0.1/0", "postgres-url": "postgresql://127.0.0.1/db"}
+    for name, url in urls.items():
+        (tmp_path / name).write_text(url + "\n")
+        text = text.replace(f"/run/secrets/inferwatch-{name}", str(tmp_path / name))
+    local = tmp_path / "exporter.toml"
+    local.write_text(text)
+    assert set(load_file(local)) >= {"collectors", "redis_url", "postgres_url", "cache_ttl"}
+    config = build_config(local)
+    assert config.enabled == ("host", "gpu", "redis", "postgres")

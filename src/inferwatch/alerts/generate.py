@@ -7,6 +7,7 @@ generated files that a producer no longer makes (hand-written files are never to
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from inferwatch.alerts import alerting, recording, runbooks, unit_tests
 from inferwatch.alerts.adjust import scale_for, with_targets
 from inferwatch.alerts.render import is_generated, to_yaml
 from inferwatch.alerts.thresholds import Thresholds, load_thresholds
+from inferwatch.deploy import compose, kubernetes
 
 Files = dict[str, str]
 
@@ -72,7 +74,15 @@ PRODUCERS: list[Producer] = [
     Producer("rules", ("alerts",), _rules),
     Producer("runbooks", ("alerts/runbooks",), _runbooks),
     Producer("tests", ("alerts/tests",), _tests),
+    Producer("deploy", (compose.OUT_DIR,), compose.files),
+    Producer("kubernetes", (kubernetes.OUT_DIR,), kubernetes.files),
 ]
+# The dashboards' ConfigMaps need grafanalib (the `dashboards` extra) like the dashboards
+# themselves; without it they are left alone rather than reported stale or removed.
+if importlib.util.find_spec("grafanalib") is not None:
+    PRODUCERS.append(
+        Producer("kubernetes-dashboards", (kubernetes.DASHBOARDS_DIR,), kubernetes.dashboard_files)
+    )
 
 
 @dataclass(frozen=True)

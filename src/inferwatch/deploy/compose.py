@@ -1,0 +1,86 @@
+"""The Prometheus and Alertmanager configuration of ``docker-compose.yml``.
+
+Rendered through the same functions as the local stack (``prometheus_config``) and the
+committed Alertmanager file (``render_alertmanager_config``), with compose service names in
+place of 127.0.0.1, so the three deployments cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from inferwatch.alertmanager import render_alertmanager_config
+from inferwatch.alerts.render import GENERATED, to_yaml
+from inferwatch.alerts.thresholds import Thresholds
+from inferwatch.stack.prometheus_config import (
+    JOB_ALERT_SINK,
+    JOB_DEMO,
+    JOB_EXPORTER,
+    prometheus_config,
+)
+
+OUT_DIR = "deploy/compose"
+PROMETHEUS_FILE = f"{OUT_DIR}/prometheus.yml"
+ALERTMANAGER_FILE = f"{OUT_DIR}/alertmanager.yml"
+
+# The demo is scraped as the monitored API: the committed rules (mounted as they are) require
+# the jobs in the thresholds' `targets` (inferwatch-api, inferwatch-exporter) to be up.
+JOB_API = JOB_DEMO
+
+# Compose service name -> port; docker-compose.yml uses the same names and ports.
+SERVICES = {
+    "prometheus": 9090,
+    "alertmanager": 9093,
+    "exporter": 9841,
+    "alert-sink": 9095,
+    "demo": 8000,
+}
+SINK_URL = f"http://alert-sink:{SERVICES['alert-sink']}"
+# Grafana's provisioned datasource declares the same interval (timeInterval).
+SCRAPE_INTERVAL = "15s"
+
+
+def _target(service: str) -> str:
+    return f"{service}:{SERVICES[service]}"
+
+
+def scrape_jobs() -> dict[str, list[str]]:
+    """Job name -> targets inside the compose network."""
+    return {
+        "prometheus": [_target("prometheus")],
+        "alertmanager": [_target("alertmanager")],
+        JOB_EXPORTER: [_target("exporter")],
+        JOB_ALERT_SINK: [_target("alert-sink")],
+        JOB_API: [_target("demo")],
+    }
+
+
+def prometheus_yaml() -> str:
+    config = prometheus_config(
+        scrape_jobs(),
+        [_target("alertmanager")],
+        scrape_interval=SCRAPE_INTERVAL,
+        evaluation_interval=SCRAPE_INTERVAL,
+        external_labels={"stack": "inferwatch-compose"},
+    )
+    return to_yaml(
+        config,
+        "Prometheus for docker-compose.yml; alerts/*.yaml are mounted as rules/*.yaml.",
+    )
+
+
+def alertmanager_yaml() -> str:
+    text = render_alertmanager_config(SINK_URL)
+    # Its leading comment names another generator; this copy is ours, so say so instead.
+    comment, sep, rest = text.partition("\n\n")
+    body = rest if sep and comment.startswith("#") else text
+    return (
+        f"# {GENERATED}\n"
+        f"# Alertmanager for docker-compose.yml: src/inferwatch/alertmanager.py rendered with\n"
+        f"# every receiver posting to {SINK_URL}; routes as in deploy/alertmanager/README.md.\n"
+        f"{body}"
+    )
+
+
+def files(thresholds: Thresholds) -> dict[str, str]:
+    """Relative path -> text. Independent of the thresholds: the rules are separate files."""
+    del thresholds
+    return {PROMETHEUS_FILE: prometheus_yaml(), ALERTMANAGER_FILE: alertmanager_yaml()}

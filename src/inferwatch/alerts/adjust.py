@@ -55,3 +55,9 @@ def with_targets(thresholds: Thresholds, targets: Sequence[str]) -> Thresholds:
     """The scrape jobs whose absence or failure pages someone."""
     settings = dataclasses.replace(thresholds.settings, targets=tuple(targets))
     return dataclasses.replace(thresholds, settings=settings)
+
+
+def with_evaluation_interval(thresholds: Thresholds, seconds: Fraction) -> Thresholds:
+    """Rule groups evaluated as often as the deployment's Prometheus evaluates rules."""
+    settings = dataclasses.replace(thresholds.settings, evaluation_interval=Fraction(seconds))
+    return dataclasses.replace(thresholds, settings=settings)

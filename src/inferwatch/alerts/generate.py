@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferwatch.alerts import alerting, recording, runbooks, unit_tests
-from inferwatch.alerts.adjust import scale_for, with_targets
+from inferwatch.alerts.adjust import scale_for, with_evaluation_interval, with_targets
 from inferwatch.alerts.render import is_generated, to_yaml
 from inferwatch.alerts.thresholds import Thresholds, load_thresholds
+from inferwatch.alerts.units import parse_duration
 from inferwatch.deploy import compose, kubernetes
 
 Files = dict[str, str]
@@ -48,12 +49,15 @@ def rule_files(
     *,
     for_scale: float = 1.0,
     targets: Sequence[str] | None = None,
+    evaluation_interval: str | None = None,
 ) -> Files:
     """Recording and alerting rules (file name -> YAML) for one deployment: the defaults
     with ``thresholds`` overlays merged on top, ``for:`` scaled, and its own scrape jobs."""
     loaded = scale_for(load_thresholds(*thresholds), for_scale)
     if targets is not None:
         loaded = with_targets(loaded, targets)
+    if evaluation_interval is not None:
+        loaded = with_evaluation_interval(loaded, parse_duration(evaluation_interval))
     return {Path(rel).name: text for rel, text in _rules(loaded).items()}
 
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except ThresholdsError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
-    result = generate.plan(args.out, thresholds)
+    result = generate.plan(args.out, thresholds, [*generate.PRODUCERS, *_dashboards()])
     if args.check:
         if not result.stale:
             return 0
@@ -70,3 +70,14 @@ def run(args: argparse.Namespace) -> int:
     for rel in result.stale:
         print(f"{PROG}: {'removed' if rel in result.removed else 'wrote'} {rel}", file=sys.stderr)
     return 0
+
+
+def _dashboards() -> list[Any]:
+    """The Grafana dashboards, when grafanalib (the `dashboards` extra) is installed."""
+    try:
+        from inferwatch.dashboards.producer import PRODUCER
+    except ImportError as exc:
+        print(f"{PROG}: skipping dashboards: {exc}; install inferwatch[dashboards]",
+              file=sys.stderr)  # fmt: skip
+        return []
+    return [PRODUCER]

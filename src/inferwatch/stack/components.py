@@ -19,6 +19,9 @@ class Component:
     health_url: str
     ui_url: str
     description: str
+    # Another component whose process this one watches: its pid is appended as `--pid N`
+    # once it runs (the exporter reports the demo's memory, where a leak would show).
+    watch: str | None = None
 
 
 def find_binary(*names: str, package: str) -> str:
@@ -75,13 +78,6 @@ def components(settings: StackSettings) -> list[Component]:
             s.url("alertmanager"),
             "Alertmanager",
         ),
-        Component(
-            "exporter",
-            [*own, "exporter", "--host", s.host, "--port", str(s.ports.exporter)],
-            f"{s.url('exporter')}/metrics",
-            f"{s.url('exporter')}/metrics",
-            "standalone exporter (host, GPU)",
-        ),
     ]
     if s.run_demo:
         parts.append(
@@ -102,6 +98,25 @@ def components(settings: StackSettings) -> list[Component]:
                 "demo AI service",
             )
         )
+    parts.append(
+        Component(
+            "exporter",
+            [
+                *own,
+                "exporter",
+                "--host",
+                s.host,
+                "--port",
+                str(s.ports.exporter),
+                "--memory-growth-window",
+                repr(s.memory_growth_window),
+            ],
+            f"{s.url('exporter')}/metrics",
+            f"{s.url('exporter')}/metrics",
+            "standalone exporter (host, GPU)",
+            watch="demo" if s.run_demo else None,
+        )
+    )
     parts.append(
         Component(
             "prometheus",

@@ -41,6 +41,7 @@ def write_rules(settings: StackSettings) -> list[Path]:
         settings.thresholds,
         for_scale=settings.for_scale,
         targets=sorted(prometheus_config.scrape_jobs(settings)),
+        evaluation_interval=settings.evaluation_interval,
     )
     for stale in rules_dir.glob("*.yaml"):
         if stale.name not in files:

@@ -43,6 +43,8 @@ class StackSettings:
     group_interval: str | None = None
     repeat_interval: str | None = None
     startup_timeout: float = 60.0
+    # Window of the exporter's memory-growth slope (what the leak alert reads).
+    memory_growth_window: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("scrape_interval", "evaluation_interval"):
@@ -67,6 +69,10 @@ class StackSettings:
             raise ValueError("nothing to monitor: give --service host:port or keep the demo")
         if self.for_scale <= 0:
             raise ValueError(f"for_scale must be positive, got {self.for_scale}")
+        if self.memory_growth_window <= 0:
+            raise ValueError(
+                f"memory growth window must be positive, got {self.memory_growth_window}"
+            )
         if self.demo_time_scale <= 0:
             raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
 

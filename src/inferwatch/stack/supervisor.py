@@ -51,14 +51,23 @@ class Supervisor:
         self.startup_timeout = startup_timeout
         self._running: list[tuple[Component, HTTPExecutor, IO[bytes]]] = []
 
+    def pid(self, name: str) -> int | None:
+        for component, executor, _ in self._running:
+            if component.name == name and executor.process is not None:
+                return executor.process.pid
+        return None
+
     def start(self, component: Component) -> float:
         """Start ``component`` and wait until its health URL answers 2xx; return the seconds
         it took. Raises :class:`StackError` with the end of its log when it does not."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{component.name}.log"
         log = log_path.open("ab")
+        command = list(component.command)
+        if component.watch is not None and (pid := self.pid(component.watch)) is not None:
+            command += ["--pid", str(pid)]
         executor = HTTPExecutor(
-            component.command,
+            command,
             url=component.health_url,
             method="GET",
             status=r"^2\d\d$",

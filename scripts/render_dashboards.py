@@ -1,0 +1,85 @@
+"""Render every dashboard to docs/images/dashboard-<name>.png from real data.
+
+Starts the local stack (demo service, exporter, Prometheus with the generated rules,
+Alertmanager) with 1 s scrapes, drives HTTP and WebSocket traffic at the demo for a few
+minutes while switching faults on and off, then draws each dashboard over that window:
+
+    .venv/bin/python scripts/render_dashboards.py [--minutes 4] [--out docs/images]
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from inferwatch.alerts.thresholds import load_thresholds
+from inferwatch.dashboards import build_all
+from inferwatch.dashboards.live import live_stack
+from inferwatch.dashboards.render import render_dashboard
+from inferwatch.dashboards.traffic import Traffic
+
+# (share of the run, faults) in order: healthy, a bad model release (errors above the warning
+# level, slower responses), flaky streaming, hung generations and failing model loads, then
+# recovery.
+SCHEDULE: tuple[tuple[float, dict[str, float]], ...] = (
+    (0.25, {}),
+    (0.35, {"error_rate": 0.08, "added_latency_seconds": 0.25}),
+    (
+        0.25,
+        {
+            "websocket_failure_rate": 0.15,
+            "timeout_rate": 0.05,
+            "timeout_seconds": 0.5,
+            "model_load_failure_rate": 0.3,
+        },
+    ),
+    (0.15, {}),
+)
+VARIABLES = {
+    "overview": {"job": "demo"},
+    "streaming": {"job": "demo"},
+    "models": {},
+    "pools": {},
+    "resources": {"job": "inferwatch-exporter"},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=4.0, help="length of the run")
+    parser.add_argument("--out", type=Path, default=Path("docs/images"), help="PNG folder")
+    args = parser.parse_args(argv)
+    # A plain `kill` must still stop the stack's processes: exit through the `with` blocks.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    specs = build_all(load_thresholds())
+    with (
+        tempfile.TemporaryDirectory(prefix="inferwatch-render-") as data_dir,
+        live_stack(Path(data_dir)) as stack,
+    ):
+        url = stack.settings.url("prometheus")
+        start = time.time()
+        with Traffic(stack.settings.url("demo")) as traffic:
+            for share, faults in SCHEDULE:
+                traffic.reset_faults()
+                if faults:
+                    traffic.set_faults(**faults)
+                print(
+                    f"faults {faults or 'off'} for {share * args.minutes:.1f} min", file=sys.stderr
+                )
+                time.sleep(share * args.minutes * 60)  # the run is the point: wall time
+            traffic.reset_faults()
+            print(f"requests: {dict(traffic.sent)}", file=sys.stderr)
+        end = time.time()
+        for name, spec in specs.items():
+            out = args.out / f"dashboard-{name}.png"
+            render_dashboard(spec, url, start, end, out, variables=VARIABLES[name])
+            print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -86,9 +86,6 @@ _NON_BASE_UNITS = (
     "_milliseconds", "_ms", "_microseconds", "_us", "_nanoseconds", "_minutes", "_hours",
     "_kilobytes", "_kb", "_megabytes", "_mb", "_gigabytes", "_gb", "_percent",
 )  # fmt: skip
-# OpenTelemetry's own names, kept verbatim so OTel dashboards work (db.client.connection.count
-# is a gauge, so its `_count` cannot collide with a histogram's).
-_OTEL_NAMES = {"db_client_connection_count"}
 _RESERVED_SUFFIXES = ("_bucket", "_count", "_sum", "_created", "_gcount", "_gsum")
 
 
@@ -102,8 +99,7 @@ def test_name_follows_prometheus_conventions(info: catalogue.MetricInfo) -> None
     else:
         assert not name.endswith("_total"), f"{info.type} {name} must not end in _total"
     base = name.removesuffix("_total")
-    if name not in _OTEL_NAMES:
-        assert not base.endswith(_RESERVED_SUFFIXES), f"{name}: suffix clashes with series names"
+    assert not base.endswith(_RESERVED_SUFFIXES), f"{name}: suffix clashes with series names"
     assert not base.endswith(_NON_BASE_UNITS), f"{name}: use base units (seconds, bytes, ratio)"
     words = set(base.split("_"))
     if words & _TIME_WORDS:

@@ -1,43 +1,120 @@
-"""The demo service's parts, in process: bounded job stores, shared faults, app settings."""
+"""The demo service's parts, in process: the database, shared faults, the leak, settings."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from inferwatch.demo import create_app
+from inferwatch.demo.database import PRUNE_EVERY, Database, engine_url
 from inferwatch.demo.faults import Faults, FaultSwitch, FaultUpdate
-from inferwatch.demo.jobs import DirectoryJobStore, Job, MemoryJobStore
+from inferwatch.demo.jobs import Job
+from inferwatch.demo.leak import MIB, MemoryLeak
+from inferwatch.demo.models import resolve
+from inferwatch.demo.settings import Settings, from_env, to_env
 
 
 def _jobs(n: int) -> list[Job]:
-    return [Job.new("audio", f"prompt {i}", 1.0) for i in range(n)]
+    return [Job.new("audio", "speech-small", 1.0 + i) for i in range(n)]
 
 
-def test_memory_job_store_keeps_the_newest_jobs() -> None:
-    store = MemoryJobStore(max_jobs=3)
-    jobs = _jobs(5)
-    for job in jobs:
-        store.put(job)
-    store.put(jobs[-1].model_copy(update={"status": "done"}))  # an update is not a new job
-    assert len(store) == 3
-    assert [store.get(j.job_id) is not None for j in jobs] == [False, False, True, True, True]
-    assert store.get(jobs[-1].job_id).status == "done"  # type: ignore[union-attr]
+def _database(path: Path, max_rows: int = 1000) -> Database:
+    return Database(engine_url(None, path), registry=CollectorRegistry(), max_rows=max_rows)
 
 
-def test_directory_job_store_is_bounded_and_rejects_paths(tmp_path: Path) -> None:
-    store = DirectoryJobStore(tmp_path, max_jobs=50)
-    jobs = _jobs(200)
-    for job in jobs:
-        store.put(job)
-    assert len(list(tmp_path.glob("*.json"))) <= 100  # pruned every 100 writes
-    assert store.get(jobs[-1].job_id) == jobs[-1]
-    assert store.get("../../etc/passwd") is None
-    assert DirectoryJobStore(tmp_path).get(jobs[-1].job_id) == jobs[-1]  # another worker
+def test_database_keeps_the_newest_rows(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        db = _database(tmp_path, max_rows=50)
+        await db.create_tables()
+        jobs = _jobs(PRUNE_EVERY)
+        for i, job in enumerate(jobs):  # distinct creation times, oldest first
+            await db.insert(job.model_copy(update={"created_at": 1000.0 + i}))
+        assert [await db.get(j.job_id) is not None for j in (jobs[0], jobs[49], jobs[50])] == [
+            False,
+            False,
+            True,
+        ]
+        await db.update(jobs[-1].job_id, status="done", result_bytes=8044)
+        got = await db.get(jobs[-1].job_id)
+        assert got is not None and (got.status, got.result_bytes) == ("done", 8044)
+        assert await db.get("../../etc/passwd") is None  # ids are bound parameters
+        await db.close()
+
+    asyncio.run(scenario())
+
+
+def test_database_file_is_shared_between_workers(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        one, two = _database(tmp_path), _database(tmp_path)
+        await one.create_tables()
+        await two.create_tables()  # IF NOT EXISTS: every worker runs it
+        job = _jobs(1)[0]
+        await one.insert(job)
+        assert await two.get(job.job_id) == job
+        await one.close()
+        await two.close()
+
+    asyncio.run(scenario())
+
+
+def test_memory_leak_grows_to_its_cap_and_is_released() -> None:
+    leak = MemoryLeak(cap=8 * MIB)
+    leak.advance(10.0, 0.25)  # 2.5 MiB due: two whole chunks now, the rest carried over
+    assert leak.leaked == 2 * MIB
+    leak.advance(10.0, 0.05)
+    assert leak.leaked == 3 * MIB
+    leak.advance(1000.0, 1.0)
+    assert leak.leaked == 8 * MIB  # never past the cap
+    leak.advance(0.0, 1.0)
+    assert leak.leaked == 0
+
+
+def test_settings_round_trip_through_the_environment(tmp_path: Path) -> None:
+    settings = Settings(
+        time_scale=0.5,
+        seed=3,
+        state_dir=tmp_path,
+        redis_url="redis://:pw@localhost:6379/0",
+        max_models=3,
+        preload=("video-diffusion",),
+        max_batch_size=8,
+        batch_window=0.2,
+        db_pool_timeout=0.25,
+    )
+    assert from_env(to_env(settings)) == settings
+    assert from_env({}) == Settings()
+    assert from_env({"INFERWATCH_DEMO_PRELOAD": "none"}).preload == ()
+    with pytest.raises(ValueError, match="INFERWATCH_DEMO_MAX_MODELS='two' is not valid"):
+        from_env({"INFERWATCH_DEMO_MAX_MODELS": "two"})
+
+
+@pytest.mark.parametrize(
+    ("changes", "complaint"),
+    [
+        ({"preload": ("speech-small", "musicgen-small", "video-diffusion")}, "cannot preload 3"),
+        ({"preload": ("gpt-9",)}, "unknown models to preload: ['gpt-9']"),
+        ({"max_models": 0}, "max_models must be at least 1"),
+        ({"max_batch_size": 0}, "max_batch_size must be at least 1"),
+    ],
+)
+def test_bad_settings_are_refused(changes: dict[str, object], complaint: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(complaint)):
+        Settings(**changes)  # type: ignore[arg-type]
+
+
+def test_models_are_checked_against_their_kind() -> None:
+    assert resolve("music", None).name == "musicgen-small"
+    assert resolve("music", "musicgen-large").name == "musicgen-large"
+    with pytest.raises(ValueError, match="generates audio, not video"):
+        resolve("video", "speech-small")
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        resolve("audio", "nope")
 
 
 def test_fault_file_is_shared_between_workers(tmp_path: Path) -> None:

@@ -25,8 +25,8 @@ def figures(registry: CollectorRegistry) -> dict[str, float]:
     m = Metrics(generate_latest(registry).decode())
     state = "db_client_connection_state"
     return {
-        "used": m.value("db_client_connection_count", **{state: "used"}, **LABELS),
-        "idle": m.value("db_client_connection_count", **{state: "idle"}, **LABELS),
+        "used": m.value("db_client_connections_usage", **{state: "used"}, **LABELS),
+        "idle": m.value("db_client_connections_usage", **{state: "idle"}, **LABELS),
         "max": m.value("db_client_connection_max", **LABELS),
         "pending": m.value("db_client_connection_pending_requests", **LABELS),
         "timeouts": m.value("db_client_connection_timeouts_total", **LABELS),

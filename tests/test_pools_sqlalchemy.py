@@ -35,8 +35,8 @@ def figures(registry: CollectorRegistry, system: str) -> dict[str, float]:
     m = scrape(registry)
     labels = {**POOL, "db_system_name": system}
     return {
-        "used": m.value("db_client_connection_count", db_client_connection_state="used", **labels),
-        "idle": m.value("db_client_connection_count", db_client_connection_state="idle", **labels),
+        "used": m.value("db_client_connections_usage", db_client_connection_state="used", **labels),
+        "idle": m.value("db_client_connections_usage", db_client_connection_state="idle", **labels),
         "max": m.value("db_client_connection_max", **labels),
         "pending": m.value("db_client_connection_pending_requests", **labels),
         "timeouts": m.value("db_client_connection_timeouts_total", **labels),

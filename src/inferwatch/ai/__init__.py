@@ -30,6 +30,7 @@ from inferwatch.ai.inference import (
 from inferwatch.ai.labels import OTHER, BoundedLabel
 from inferwatch.ai.models import ModelLoad, ModelMetrics, ModelSet, model_set
 from inferwatch.ai.outcomes import OUTCOMES, classify
+from inferwatch.ai.redis_backend import CacheUnavailable, RedisBackend
 
 
 def define_metrics(registry: CollectorRegistry) -> tuple[ModelSet, InferenceSet, CacheSet]:
@@ -45,6 +46,7 @@ __all__ = [
     "BoundedLabel",
     "CacheBackend",
     "CacheMetrics",
+    "CacheUnavailable",
     "InferenceMetrics",
     "InferenceRequest",
     "InstrumentedCache",
@@ -52,6 +54,7 @@ __all__ = [
     "ModelLoad",
     "ModelMetrics",
     "QueueDepth",
+    "RedisBackend",
     "classify",
     "current_request",
     "define_metrics",

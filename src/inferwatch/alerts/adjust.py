@@ -1,14 +1,17 @@
-"""Derived thresholds for a particular deployment, without editing any file: shorter ``for:``
-durations for demonstrations and end-to-end tests, and the scrape jobs that must be up."""
+"""Derived thresholds and rules for a particular deployment, without editing any file: shorter
+``for:`` durations and range windows for demonstrations and end-to-end tests, and the scrape
+jobs that must be up."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
+from inferwatch.alerts.units import format_duration
 
 T = TypeVar("T", Levels, StateLevel)
 
@@ -61,3 +64,69 @@ def with_evaluation_interval(thresholds: Thresholds, seconds: Fraction) -> Thres
     """Rule groups evaluated as often as the deployment's Prometheus evaluates rules."""
     settings = dataclasses.replace(thresholds.settings, evaluation_interval=Fraction(seconds))
     return dataclasses.replace(thresholds, settings=settings)
+
+
+# A range selector's duration (``[5m]``, ``[1h30m]``, the range of a subquery ``[30m:1m]``)
+# or a string literal, which is skipped so a label value that looks like ``[5m]`` is left alone.
+_DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
+_RANGE_OR_STRING = re.compile(
+    rf"\[(?P<range>{_DURATION})(?P<step>:(?:{_DURATION})?)?\]"
+    r"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`"
+)
+_UNIT_SECONDS = {
+    "ms": Fraction(1, 1000), "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
+}  # fmt: skip
+_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+
+
+def _seconds(text: str) -> Fraction:
+    return sum(
+        (Fraction(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text)),
+        Fraction(0),
+    )
+
+
+def scaled_window(seconds: Fraction, factor: Fraction, minimum: Fraction) -> Fraction:
+    """``seconds * factor`` rounded to whole seconds, but never below ``minimum`` (a rate needs
+    two samples in its window) or 1 s, unless the window was shorter than that already."""
+    return max(Fraction(round(seconds * factor)), min(seconds, max(minimum, Fraction(1))))
+
+
+def scale_windows(expr: str, factor: float | Fraction, minimum: Fraction | float = 0) -> str:
+    """``expr`` with every range selector's duration multiplied by ``factor``.
+
+    ``rate(x[5m])`` becomes ``rate(x[30s])`` at 0.1; a subquery's step is kept. Only ranges
+    change: series names such as ``job:errors:ratio_rate5m`` keep their production window, so
+    dashboards and alerts read the same names in every deployment.
+    """
+    f = Fraction(factor).limit_denominator(1000)
+    if f <= 0:
+        raise ValueError(f"the window scale must be positive, got {factor}")
+    if f == 1:
+        return expr
+    floor = Fraction(minimum)
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("range") is None:
+            return match.group(0)
+        window = scaled_window(_seconds(match.group("range")), f, floor)
+        return f"[{format_duration(window)}{match.group('step') or ''}]"
+
+    return _RANGE_OR_STRING.sub(replace, expr)
+
+
+def scale_rule_windows(
+    groups: Sequence[Mapping[str, Any]], factor: float | Fraction, minimum: Fraction | float = 0
+) -> list[dict[str, Any]]:
+    """Copies of rule ``groups`` (as in a rule file) with :func:`scale_windows` applied to
+    every rule's ``expr``; names, labels and ``for:`` are untouched (see :func:`scale_for`)."""
+    return [
+        {
+            **group,
+            "rules": [
+                {**rule, "expr": scale_windows(rule["expr"], factor, minimum)}
+                for rule in group["rules"]
+            ],
+        }
+        for group in groups
+    ]

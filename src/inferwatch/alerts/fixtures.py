@@ -194,7 +194,7 @@ def threshold_series(
             used, size = "inferwatch_gpu_memory_used_bytes", "inferwatch_gpu_memory_total_bytes"
             used_labels = labels
         else:
-            used, size = "db_client_connection_count", "db_client_connection_max"
+            used, size = "db_client_connections_usage", "db_client_connection_max"
             used_labels = {**labels, "db_client_connection_state": "used"}
         return [
             {"series": _selector(used, used_labels),

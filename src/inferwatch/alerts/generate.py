@@ -11,9 +11,15 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from inferwatch.alerts import alerting, recording, runbooks, unit_tests
-from inferwatch.alerts.adjust import scale_for, with_evaluation_interval, with_targets
+from inferwatch.alerts.adjust import (
+    scale_for,
+    scale_rule_windows,
+    with_evaluation_interval,
+    with_targets,
+)
 from inferwatch.alerts.render import is_generated, to_yaml
 from inferwatch.alerts.thresholds import Thresholds, load_thresholds
 from inferwatch.alerts.units import parse_duration
@@ -31,14 +37,17 @@ class Producer:
     make: Callable[[Thresholds], Files]
 
 
-def _rules(thresholds: Thresholds) -> Files:
+Groups = list[dict[str, Any]]
+
+
+def _rules(thresholds: Thresholds, adjust: Callable[[Groups], Groups] = list) -> Files:
     return {
         "alerts/recording_rules.yaml": to_yaml(
-            {"groups": recording.groups(thresholds)},
+            {"groups": adjust(recording.groups(thresholds))},
             "Recording rules shared by the alerts and the dashboards.",
         ),
         "alerts/alert_rules.yaml": to_yaml(
-            {"groups": alerting.groups(thresholds)},
+            {"groups": adjust(alerting.groups(thresholds))},
             "Alerting rules: thresholds, SLO burn rates, target health and the Watchdog.",
         ),
     }
@@ -50,15 +59,34 @@ def rule_files(
     for_scale: float = 1.0,
     targets: Sequence[str] | None = None,
     evaluation_interval: str | None = None,
+    window_scale: float = 1.0,
+    scrape_interval: str | None = None,
 ) -> Files:
     """Recording and alerting rules (file name -> YAML) for one deployment: the defaults
-    with ``thresholds`` overlays merged on top, ``for:`` scaled, and its own scrape jobs."""
+    with ``thresholds`` overlays merged on top, ``for:`` scaled, and its own scrape jobs.
+
+    ``window_scale`` multiplies every range selector (``[5m]`` -> ``[30s]`` at 0.1) so that
+    a fast test deployment also recovers fast; no window drops below two scrape intervals
+    (``scrape_interval``, else the thresholds file's). Rule names keep their production
+    window (``...:ratio_rate5m``), as dashboards and alerts refer to them by name.
+    """
     loaded = scale_for(load_thresholds(*thresholds), for_scale)
     if targets is not None:
         loaded = with_targets(loaded, targets)
     if evaluation_interval is not None:
         loaded = with_evaluation_interval(loaded, parse_duration(evaluation_interval))
-    return {Path(rel).name: text for rel, text in _rules(loaded).items()}
+    if window_scale <= 0:
+        raise ValueError(f"the window scale must be positive, got {window_scale}")
+    scrape = (
+        parse_duration(scrape_interval)
+        if scrape_interval is not None
+        else loaded.settings.scrape_interval
+    )
+
+    def adjust(groups: Groups) -> Groups:
+        return scale_rule_windows(groups, window_scale, 2 * scrape)
+
+    return {Path(rel).name: text for rel, text in _rules(loaded, adjust).items()}
 
 
 def _runbooks(thresholds: Thresholds) -> Files:

@@ -81,7 +81,7 @@ def _pools() -> list[Rule]:
     hits = 'result="hit"'
     redis_hits = "sum by (job, instance) (rate(inferwatch_redis_keyspace_hits_total[5m]))"
     redis_misses = "sum by (job, instance) (rate(inferwatch_redis_keyspace_misses_total[5m]))"
-    used = 'db_client_connection_count{db_client_connection_state="used"}'
+    used = 'db_client_connections_usage{db_client_connection_state="used"}'
     return [
         _rule(
             "job_pool:db_client_connection_usage:ratio",

@@ -12,6 +12,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from inferwatch.metrics.multiprocess import ENV_VAR as MULTIPROC_ENV
@@ -51,6 +52,38 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _model_list(text: str) -> tuple[str, ...]:
+    from inferwatch.demo.models import CATALOGUE
+    from inferwatch.demo.settings import parse_names
+
+    names = parse_names(text)
+    unknown = [n for n in names if n not in CATALOGUE]
+    if unknown:
+        known = ", ".join(sorted(CATALOGUE))
+        raise argparse.ArgumentTypeError(f"unknown model(s) {', '.join(unknown)}; known: {known}")
+    return names
+
+
+def _backend_url(schemes: tuple[str, ...]) -> Any:
+    def parse(text: str) -> str:
+        # Never echo the URL back: it may hold a password.
+        if not text.startswith(tuple(f"{s}://" for s in schemes)):
+            raise argparse.ArgumentTypeError(f"must be a {' or '.join(schemes)}:// URL")
+        return text
+
+    return parse
+
+
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -82,6 +115,63 @@ def add_parser(subparsers: Any) -> None:
         type=_positive_float,
         default=30.0,
         help="seconds a generation may take before it fails with 504 (default 30)",
+    )
+    backends = parser.add_argument_group(
+        "backends",
+        "SQLite (a file in a temporary directory) and an in-process cache unless a URL is "
+        "given. URLs may hold passwords: they are never printed or logged, and the "
+        "INFERWATCH_DEMO_REDIS_URL / INFERWATCH_DEMO_POSTGRES_URL variables keep them off "
+        "the command line.",
+    )
+    backends.add_argument(
+        "--redis-url",
+        type=_backend_url(("redis", "rediss")),
+        default=os.environ.get("INFERWATCH_DEMO_REDIS_URL") or None,
+        help="keep the conditioning cache in Redis (redis://[:password@]host:port/db)",
+    )
+    backends.add_argument(
+        "--postgres-url",
+        type=_backend_url(("postgresql", "postgres")),
+        default=os.environ.get("INFERWATCH_DEMO_POSTGRES_URL") or None,
+        help="keep the generations table in PostgreSQL (postgresql://user:pw@host/db)",
+    )
+    backends.add_argument(
+        "--db-pool-size", type=_positive_int, default=5, help="database connections (default 5)"
+    )
+    backends.add_argument(
+        "--db-pool-timeout",
+        type=_positive_float,
+        default=5.0,
+        help="seconds a request waits for a database connection before a 503 (default 5)",
+    )
+    models = parser.add_argument_group("models and batching")
+    models.add_argument(
+        "--max-models",
+        type=_positive_int,
+        default=2,
+        help="models loaded at once; loading another unloads the least recently used",
+    )
+    models.add_argument(
+        "--preload",
+        type=_model_list,
+        default=None,
+        help="comma-separated models to load at start, or 'none' "
+        "(default speech-small,musicgen-small)",
+    )
+    models.add_argument(
+        "--max-batch-size", type=_positive_int, default=4, help="requests per batch (default 4)"
+    )
+    models.add_argument(
+        "--batch-window",
+        type=_non_negative_float,
+        default=0.05,
+        help="model seconds a batch waits to fill (scaled by --time-scale; default 0.05)",
+    )
+    models.add_argument(
+        "--max-queue",
+        type=_positive_int,
+        default=64,
+        help="waiting requests beyond which new ones get 429 (default 64)",
     )
     parser.add_argument(
         "--multiproc-dir",
@@ -115,6 +205,8 @@ def multiprocess_environment(args: argparse.Namespace) -> Iterator[str]:
     prometheus_client picks multiprocess mode when it is imported, so PROMETHEUS_MULTIPROC_DIR
     must be in the environment before any worker starts.
     """
+    from inferwatch.demo.settings import to_env
+
     temporary: list[str] = []
     path = args.multiproc_dir or os.environ.get(MULTIPROC_ENV)
     if path:
@@ -126,13 +218,7 @@ def multiprocess_environment(args: argparse.Namespace) -> Iterator[str]:
         temporary.append(path)
     state_dir = tempfile.mkdtemp(prefix="inferwatch-demo-state-")
     temporary.append(state_dir)
-    env = {
-        MULTIPROC_ENV: os.path.abspath(path),
-        "INFERWATCH_DEMO_TIME_SCALE": repr(args.time_scale),
-        "INFERWATCH_DEMO_REQUEST_TIMEOUT": repr(args.request_timeout),
-        "INFERWATCH_DEMO_STATE_DIR": state_dir,
-        "INFERWATCH_DEMO_SEED": "" if args.seed is None else str(args.seed),
-    }
+    env = {MULTIPROC_ENV: os.path.abspath(path), **to_env(settings(args, state_dir))}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
@@ -145,6 +231,27 @@ def multiprocess_environment(args: argparse.Namespace) -> Iterator[str]:
                 os.environ[name] = value
         for directory in temporary:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def settings(args: argparse.Namespace, state_dir: str | None = None) -> Any:
+    from inferwatch.demo.models import DEFAULT_PRELOAD
+    from inferwatch.demo.settings import Settings
+
+    return Settings(
+        time_scale=args.time_scale,
+        seed=args.seed,
+        request_timeout=args.request_timeout,
+        state_dir=None if state_dir is None else Path(state_dir),
+        redis_url=args.redis_url,
+        postgres_url=args.postgres_url,
+        max_models=args.max_models,
+        preload=DEFAULT_PRELOAD if args.preload is None else args.preload,
+        max_batch_size=args.max_batch_size,
+        batch_window=args.batch_window,
+        max_queue=args.max_queue,
+        db_pool_size=args.db_pool_size,
+        db_pool_timeout=args.db_pool_timeout,
+    )
 
 
 def _url(host: str, port: int) -> str:
@@ -163,6 +270,11 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     try:
+        demo_settings = settings(args)
+    except ValueError as exc:  # e.g. more models to preload than --max-models
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    try:
         sock = bind(args.host, args.port)
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -179,12 +291,7 @@ def run(args: argparse.Namespace) -> int:
         if args.workers == 1:
             from prometheus_client import REGISTRY
 
-            app = create_app(
-                time_scale=args.time_scale,
-                seed=args.seed,
-                request_timeout=args.request_timeout,
-                registry=REGISTRY,
-            )
+            app = create_app(settings=demo_settings, registry=REGISTRY)
             server = uvicorn.Server(uvicorn.Config(app, **options))
             _announce(base, args, None)
             server.run(sockets=[sock])
@@ -202,6 +309,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(base: str, args: argparse.Namespace, metrics_dir: str | None) -> None:
+    from inferwatch.exporters.redact import redact_url
+
     workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
     extra = f", metric files in {metrics_dir}" if metrics_dir else ""
     print(
@@ -209,3 +318,6 @@ def _announce(base: str, args: argparse.Namespace, metrics_dir: str | None) -> N
         f"time scale {args.time_scale:g}{extra})",
         flush=True,
     )
+    database = redact_url(args.postgres_url) if args.postgres_url else "SQLite (embedded)"
+    cache = redact_url(args.redis_url) if args.redis_url else "in memory"
+    print(f"{PROG}: database {database}; cache {cache}", flush=True)

@@ -65,6 +65,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="F",
         help="multiply every alert's for: (e.g. 0.1 for demonstrations)",
     )
+    up.add_argument(
+        "--window-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply every rule's range window, [5m] -> [30s] at 0.1 (at least two scrape "
+        "intervals), so alerts also resolve quickly in demonstrations",
+    )
     up.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
     up.add_argument(
         "--status-interval",
@@ -96,6 +104,7 @@ def _settings(args: argparse.Namespace) -> Any:
         evaluation_interval=args.evaluation_interval,
         thresholds=tuple(args.thresholds),
         for_scale=args.for_scale,
+        window_scale=args.window_scale,
         startup_timeout=args.startup_timeout,
     )
 

@@ -45,7 +45,7 @@ def build(t: Thresholds) -> DashboardSpec:
             "Connections checked out and idle per pool, against the pool's maximum.",
             "short",
             Query(
-                _by_pool(f"db_client_connection_count{p.sel(*RAW, USED)}"), "used " + POOL_LEGEND
+                _by_pool(f"db_client_connections_usage{p.sel(*RAW, USED)}"), "used " + POOL_LEGEND
             ),
             Query(_by_pool(f"db_client_connection_max{p.sel(*RAW)}"), "max " + POOL_LEGEND),
             width=8,

@@ -3,110 +3,58 @@
 from __future__ import annotations
 
 import asyncio
-import math
+import contextlib
 import os
-import random
-import time
-import weakref
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, WebSocket
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import ProcessCollector
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
-from inferwatch.demo.faults import Faults, FaultSwitch, FaultUpdate, InjectedFault
+from inferwatch.demo import settings as demo_settings
+from inferwatch.demo.faults import Faults, FaultUpdate
 from inferwatch.demo.generation import (
     SAMPLE_RATE,
     AudioRequest,
-    Generator,
     JobRequest,
     MusicRequest,
     StreamRequest,
     wav,
 )
-from inferwatch.demo.jobs import MAX_JOBS, DirectoryJobStore, Job, JobStore, MemoryJobStore
+from inferwatch.demo.jobs import MAX_JOBS, Job
+from inferwatch.demo.models import DEFAULT_MAX_MODELS, DEFAULT_PRELOAD, ModelSpec, resolve
+from inferwatch.demo.scheduler import (
+    DEFAULT_BATCH_WINDOW,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_QUEUE,
+    QueueFull,
+)
+from inferwatch.demo.service import DemoService
+from inferwatch.demo.settings import Settings
 from inferwatch.http import instrument_app
-from inferwatch.metrics import Counter
+from inferwatch.metrics.shared import once_per_registry
 
-# Settings for create_app_from_env(), which `uvicorn --factory` and multi-worker mode use.
-ENV_TIME_SCALE = "INFERWATCH_DEMO_TIME_SCALE"
-ENV_SEED = "INFERWATCH_DEMO_SEED"
-ENV_REQUEST_TIMEOUT = "INFERWATCH_DEMO_REQUEST_TIMEOUT"
-ENV_STATE_DIR = "INFERWATCH_DEMO_STATE_DIR"
+T = TypeVar("T")
 
-VIDEO_BYTES_PER_SECOND = 250_000  # what a compressed 720p clip roughly weighs
 WORKER_HEADER = "X-Demo-Worker"  # the pid of the worker process that answered
 WS_POLICY_VIOLATION = 1008
 WS_INVALID_DATA = 1007
-
-_media_counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-
-
-def _media_counter(registry: CollectorRegistry) -> Counter:
-    # One counter per registry: two demo apps sharing a registry must not register it twice.
-    counter = _media_counters.get(registry)
-    if counter is None:
-        counter = _media_counters[registry] = Counter(
-            "demo_generated_media_seconds_total",
-            "Seconds of audio, music or video the demo service generated.",
-            ("kind",),
-            registry=registry,
-        )
-    return counter
-
-
-@dataclass
-class DemoState:
-    generator: Generator
-    faults: FaultSwitch
-    jobs: JobStore
-    gpu_slots: asyncio.Semaphore  # jobs beyond this many wait "queued", like on a real GPU
-    generated: Counter
-
-    async def generate(self, kind: str, prompt: str, duration: float) -> None:
-        """Faults plus model time, under the request deadline (TimeoutError past it)."""
-        timeout = self.faults.get().timeout_seconds
-
-        async def work() -> None:
-            await self.faults.before_generation()
-            await self.generator.generate(kind, prompt, duration)
-
-        await asyncio.wait_for(work(), timeout)
-        self.generated.labels(kind).inc(duration)
-
-    async def run_job(self, job_id: str) -> None:
-        job = self.jobs.get(job_id)
-        if job is None:  # already evicted from the bounded store
-            return
-        async with self.gpu_slots:
-            job = job.model_copy(update={"status": "running", "started_at": time.time()})
-            self.jobs.put(job)
-            update: dict[str, Any]
-            try:
-                await self.generate(job.kind, job.prompt, job.duration_seconds)
-            except InjectedFault as exc:
-                update = {"status": "failed", "error": str(exc)}
-            except asyncio.TimeoutError:
-                update = {"status": "failed", "error": "generation timed out"}
-            else:
-                update = {"status": "done", "result_bytes": result_size(job)}
-            update["finished_at"] = time.time()
-            if self.jobs.get(job.job_id) is not None:  # don't resurrect an evicted job
-                self.jobs.put(job.model_copy(update=update))
-
-
-def result_size(job: Job) -> int:
-    if job.kind == "video":
-        return round(job.duration_seconds * VIDEO_BYTES_PER_SECOND)
-    return 44 + round(job.duration_seconds * SAMPLE_RATE)  # WAV header + 8-bit samples
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away first"
 
 
 def _job_view(job: Job) -> dict[str, Any]:
-    return job.model_dump(exclude={"result_bytes", "prompt"})
+    return job.model_dump(exclude={"result_bytes"})
+
+
+def _process_metrics(registry: CollectorRegistry) -> None:
+    # The global registry has them already; a registry of the demo's own gets them once.
+    if registry is not REGISTRY:
+        once_per_registry(registry, "demo_process", lambda: ProcessCollector(registry=registry))
 
 
 def create_app(
@@ -118,37 +66,61 @@ def create_app(
     state_dir: str | os.PathLike[str] | None = None,
     max_jobs: int = MAX_JOBS,
     max_concurrent_jobs: int = 4,
+    redis_url: str | None = None,
+    postgres_url: str | None = None,
+    max_models: int = DEFAULT_MAX_MODELS,
+    preload: tuple[str, ...] | list[str] = DEFAULT_PRELOAD,
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+    batch_window: float = DEFAULT_BATCH_WINDOW,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    db_pool_size: int = 5,
+    db_pool_timeout: float = 5.0,
+    settings: Settings | None = None,
 ) -> FastAPI:
     """Build the demo service.
 
-    ``time_scale`` multiplies every simulated model delay (0.01 runs 100 times faster);
-    fault latencies and the request timeout are wall-clock seconds and are not scaled.
-    ``registry=None`` gives the app a registry of its own. ``state_dir`` keeps faults and jobs
-    in files, shared by every worker of a multi-worker server.
+    ``time_scale`` multiplies every simulated model delay (0.01 runs 100 times faster), the
+    batch window included; fault latencies, the request timeout and the database pool
+    timeout are wall-clock seconds and are not scaled. ``registry=None`` gives the app a
+    registry of its own. ``state_dir`` keeps faults and the SQLite database in files, shared
+    by every worker of a multi-worker server. ``redis_url`` puts the conditioning cache in
+    Redis, ``postgres_url`` the generations table in PostgreSQL. ``settings`` replaces all
+    the other keyword arguments but ``registry``.
     """
-    if not (math.isfinite(time_scale) and time_scale > 0):
-        raise ValueError(f"time_scale must be a finite number > 0, got {time_scale!r}")
+    if settings is None:
+        settings = Settings(
+            time_scale=time_scale,
+            seed=seed,
+            request_timeout=request_timeout,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+            max_jobs=max_jobs,
+            max_concurrent_jobs=max_concurrent_jobs,
+            redis_url=redis_url,
+            postgres_url=postgres_url,
+            max_models=max_models,
+            preload=tuple(preload),
+            max_batch_size=max_batch_size,
+            batch_window=batch_window,
+            max_queue=max_queue,
+            db_pool_size=db_pool_size,
+            db_pool_timeout=db_pool_timeout,
+        )
     registry = CollectorRegistry() if registry is None else registry
-    rng = random.Random(seed)
-    defaults = Faults(timeout_seconds=request_timeout)
-    jobs: JobStore
-    if state_dir is not None:
-        faults = FaultSwitch(defaults, rng=rng, path=Path(state_dir) / "faults.json")
-        jobs = DirectoryJobStore(Path(state_dir) / "jobs", max_jobs)
-    else:
-        faults = FaultSwitch(defaults, rng=rng)
-        jobs = MemoryJobStore(max_jobs)
-    state = DemoState(
-        generator=Generator(time_scale, rng),
-        faults=faults,
-        jobs=jobs,
-        gpu_slots=asyncio.Semaphore(max_concurrent_jobs),
-        generated=_media_counter(registry),
-    )
+    _process_metrics(registry)
+    state = DemoService(settings, registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()  # the database, the cache, preloaded models
+        try:
+            yield
+        finally:
+            await state.stop()
 
     app = FastAPI(
         title="inferwatch demo generation service",
         description="An example AI backend instrumented with inferwatch.",
+        lifespan=lifespan,
     )
     app.state.demo = state
 
@@ -158,15 +130,22 @@ def create_app(
         return {"status": "ok"}
 
     @app.post("/v1/audio/generate", response_class=Response)
-    async def generate_audio(request: AudioRequest) -> Response:
-        await _generate_or_504(state, "audio", request.prompt, request.duration_seconds)
+    async def generate_audio(request: AudioRequest, http: Request) -> Response:
+        spec = resolve("audio", request.model)
+        await _generate(
+            state, http, spec, request.prompt, request.duration_seconds, request.priority
+        )
         return Response(wav(request.prompt, request.duration_seconds), media_type="audio/wav")
 
     @app.post("/v1/music/generate")
-    async def generate_music(request: MusicRequest) -> dict[str, Any]:
-        await _generate_or_504(state, "music", request.prompt, request.duration_seconds)
+    async def generate_music(request: MusicRequest, http: Request) -> dict[str, Any]:
+        spec = resolve("music", request.model)
+        job = await _generate(
+            state, http, spec, request.prompt, request.duration_seconds, request.priority
+        )
         return {
-            "track_id": os.urandom(8).hex(),
+            "track_id": job.job_id,
+            "model": spec.name,
             "genre": request.genre,
             "bpm": request.bpm,
             "duration_seconds": request.duration_seconds,
@@ -188,28 +167,29 @@ def create_app(
             raise HTTPException(504, "generation timed out") from None
         state.generated.labels("audio").inc(chunks * chunk_seconds)
         return StreamingResponse(
-            state.generator.stream(prompt, chunks, chunk_seconds), media_type="audio/wav"
+            state.stream(prompt, chunks, chunk_seconds), media_type="audio/wav"
         )
 
     @app.post("/v1/jobs", status_code=202)
     async def create_job(request: JobRequest, background: BackgroundTasks) -> JSONResponse:
-        job = Job.new(request.kind, request.prompt, request.duration_seconds)
-        state.jobs.put(job)
+        spec = resolve(request.kind, request.model)
+        job = await state.create_job(spec, request.duration_seconds, request.priority)
         # Runs after the response is sent: inferwatch records it as background time, not as
         # part of the request's duration.
-        background.add_task(state.run_job, job.job_id)
+        background.add_task(state.run_job, job, spec, request.prompt)
         return JSONResponse(
             {"job_id": job.job_id, "status": job.status, "status_url": f"/v1/jobs/{job.job_id}"},
             status_code=202,
+            headers={WORKER_HEADER: str(os.getpid())},  # which worker wrote the row
         )
 
     @app.get("/v1/jobs/{job_id}")
     async def get_job(job_id: str) -> dict[str, Any]:
-        return _job_view(_find_job(state, job_id))
+        return _job_view(await _find_job(state, job_id))
 
     @app.get("/v1/jobs/{job_id}/result")
     async def get_job_result(job_id: str) -> dict[str, Any]:
-        job = _find_job(state, job_id)
+        job = await _find_job(state, job_id)
         if job.status != "done":
             detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
             raise HTTPException(409, detail)
@@ -234,32 +214,66 @@ def create_app(
     @app.put("/admin/faults")
     async def put_faults(change: FaultUpdate, response: Response) -> Faults:
         response.headers[WORKER_HEADER] = str(os.getpid())
-        return state.faults.update(change)
+        faults = state.faults.update(change)
+        await state.apply_faults(faults)  # in force when the answer arrives
+        return faults
 
     @app.delete("/admin/faults")
     async def reset_faults(response: Response) -> Faults:
         response.headers[WORKER_HEADER] = str(os.getpid())
-        return state.faults.reset()
+        faults = state.faults.reset()
+        await state.apply_faults(faults)
+        return faults
 
     instrument_app(app, registry=registry)
     return app
 
 
-def _find_job(state: DemoState, job_id: str) -> Job:
-    job = state.jobs.get(job_id)
+async def _find_job(state: DemoService, job_id: str) -> Job:
+    job = await state.get_job(job_id)
     if job is None:
         raise HTTPException(404, f"unknown job {job_id!r}")
     return job
 
 
-async def _generate_or_504(state: DemoState, kind: str, prompt: str, duration: float) -> None:
+async def _generate(
+    state: DemoService, http: Request, spec: ModelSpec, prompt: str, duration: float, priority: str
+) -> Job:
+    """A synchronous generation, cancelled if the client goes away first."""
+    work = state.generate_now(spec, prompt, duration, priority)
     try:
-        await state.generate(kind, prompt, duration)
+        return await _unless_disconnected(http, work)
     except asyncio.TimeoutError:
         raise HTTPException(504, "generation timed out") from None
+    except QueueFull:
+        raise HTTPException(429, "too many requests are waiting; try again later") from None
 
 
-async def _serve_websocket(state: DemoState, websocket: WebSocket) -> None:
+async def _unless_disconnected(http: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first (answered 499).
+
+    The body has been read by now, so the next ASGI message can only be the disconnect."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(http.receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this request itself is cancelled (the server shutting down)
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        raise HTTPException(CLIENT_CLOSED_REQUEST, "client closed request")
+    return task.result()
+
+
+async def _disconnected(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _serve_websocket(state: DemoService, websocket: WebSocket) -> None:
     """One request message in; audio chunks, then a ``done`` message, out; close 1000."""
     if not websocket.query_params.get("token"):
         await websocket.close(WS_POLICY_VIOLATION, "missing 'token' query parameter")
@@ -279,9 +293,7 @@ async def _serve_websocket(state: DemoState, websocket: WebSocket) -> None:
             await websocket.close(WS_INVALID_DATA)
             return
         sent = 0
-        async for chunk in state.generator.stream(
-            request.prompt, request.chunks, request.chunk_seconds
-        ):
+        async for chunk in state.stream(request.prompt, request.chunks, request.chunk_seconds):
             await websocket.send_bytes(chunk)
             sent += len(chunk)
         state.generated.labels("audio").inc(request.chunks * request.chunk_seconds)
@@ -297,25 +309,10 @@ def _problems(exc: Exception) -> list[str]:
     return ["the request must be a JSON text message"]
 
 
-def _env(name: str, parse: Any, default: Any) -> Any:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return parse(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a valid {parse.__name__}") from None
-
-
 def create_app_from_env() -> FastAPI:
-    """``uvicorn --factory inferwatch.demo.app:create_app_from_env``: settings come from
-    INFERWATCH_DEMO_TIME_SCALE, INFERWATCH_DEMO_SEED, INFERWATCH_DEMO_REQUEST_TIMEOUT and
-    INFERWATCH_DEMO_STATE_DIR. Metrics go to the default registry (with process metrics), or
-    to $PROMETHEUS_MULTIPROC_DIR when that is set."""
-    return create_app(
-        time_scale=_env(ENV_TIME_SCALE, float, 1.0),
-        seed=_env(ENV_SEED, int, None),
-        request_timeout=_env(ENV_REQUEST_TIMEOUT, float, 30.0),
-        state_dir=_env(ENV_STATE_DIR, str, None),
-        registry=REGISTRY,
-    )
+    """``uvicorn --factory inferwatch.demo.app:create_app_from_env``: settings come from the
+    INFERWATCH_DEMO_* variables (see :mod:`inferwatch.demo.settings`: TIME_SCALE, SEED,
+    REQUEST_TIMEOUT, STATE_DIR, REDIS_URL, POSTGRES_URL, MAX_MODELS, PRELOAD, MAX_BATCH_SIZE,
+    BATCH_WINDOW, MAX_QUEUE, DB_POOL_SIZE, DB_POOL_TIMEOUT). Metrics go to the default
+    registry (with process metrics), or to $PROMETHEUS_MULTIPROC_DIR when that is set."""
+    return create_app(settings=demo_settings.from_env(), registry=REGISTRY)

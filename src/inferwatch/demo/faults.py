@@ -3,6 +3,10 @@
 Fault values are wall-clock seconds, never multiplied by the time scale: they describe what
 an operator wants to observe ("every request 350 ms slower"), and tests rely on them landing
 in a known histogram bucket.
+
+Request faults (latency, errors, hangs, model loads) act where the request runs; state faults
+(``memory_leak_mb_per_second``, ``pool_exhaustion``, ``cold_cache``) are applied by
+:mod:`inferwatch.demo.effects`, which every worker runs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+MAX_LEAK_RATE = 1024.0  # MiB per second; the leak itself stops at its cap (see leak.py)
 
 
 class InjectedFault(Exception):
@@ -32,6 +38,11 @@ class Faults(BaseModel):
     timeout_rate: float = Field(0.0, ge=0.0, le=1.0)
     timeout_seconds: float = Field(30.0, gt=0.0, le=3600.0)
     websocket_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    model_init_delay_seconds: float = Field(0.0, ge=0.0, le=3600.0)
+    model_load_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    memory_leak_mb_per_second: float = Field(0.0, ge=0.0, le=MAX_LEAK_RATE)
+    pool_exhaustion: bool = False
+    cold_cache: bool = False
 
 
 class FaultUpdate(BaseModel):
@@ -44,6 +55,11 @@ class FaultUpdate(BaseModel):
     timeout_rate: float | None = Field(None, ge=0.0, le=1.0)
     timeout_seconds: float | None = Field(None, gt=0.0, le=3600.0)
     websocket_failure_rate: float | None = Field(None, ge=0.0, le=1.0)
+    model_init_delay_seconds: float | None = Field(None, ge=0.0, le=3600.0)
+    model_load_failure_rate: float | None = Field(None, ge=0.0, le=1.0)
+    memory_leak_mb_per_second: float | None = Field(None, ge=0.0, le=MAX_LEAK_RATE)
+    pool_exhaustion: StrictBool | None = None
+    cold_cache: StrictBool | None = None
 
 
 class FaultSwitch:

@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Kind = Literal["audio", "music", "video"]
+Priority = Literal["high", "normal", "low"]
 
 SAMPLE_RATE = 8000  # 8-bit mono at 8 kHz keeps payloads small: 8 kB per second of audio
 
@@ -37,33 +38,59 @@ COSTS: dict[str, CostModel] = {
     "music": CostModel(base=0.5, per_second=0.25, jitter=0.3),
     "video": CostModel(base=2.0, per_second=1.0, jitter=1.0),
 }
+# Batching amortises the fixed cost: each extra request in a batch adds this share of one.
+BATCH_OVERHEAD = 0.2
+CONDITIONING = CostModel(base=0.1, per_second=0.0, jitter=0.05)  # encode the prompt (cached)
+POSTPROCESS = CostModel(base=0.02, per_second=0.005, jitter=0.01)  # encode the output
 STREAM_WARMUP = CostModel(base=0.3, per_second=0.0, jitter=0.1)  # before the first chunk
 STREAM_CHUNK = CostModel(base=0.05, per_second=0.1, jitter=0.02)  # per chunk of audio
 
 
-class AudioRequest(BaseModel):
+class ScheduledRequest(BaseModel):
+    """What every generation request may add: which model, and its place in the queue."""
+
     model_config = ConfigDict(extra="forbid")
 
+    model: str | None = Field(None, min_length=1, max_length=64)
+    priority: Priority = "normal"
+
+    def request_kind(self) -> str:
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _known_model(self) -> ScheduledRequest:
+        from inferwatch.demo.models import resolve  # models imports this module
+
+        resolve(self.request_kind(), self.model)  # ValueError: a 422 naming the model
+        return self
+
+
+class AudioRequest(ScheduledRequest):
     prompt: str = Field(min_length=1, max_length=2000)
     duration_seconds: float = Field(gt=0.0, le=30.0)
     voice: str = Field("default", min_length=1, max_length=64)
 
+    def request_kind(self) -> str:
+        return "audio"
 
-class MusicRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class MusicRequest(ScheduledRequest):
     prompt: str = Field(min_length=1, max_length=2000)
     duration_seconds: float = Field(gt=0.0, le=300.0)
     bpm: int = Field(120, ge=40, le=240)
     genre: str = Field("ambient", min_length=1, max_length=64)
 
+    def request_kind(self) -> str:
+        return "music"
 
-class JobRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
+class JobRequest(ScheduledRequest):
     kind: Kind
     prompt: str = Field(min_length=1, max_length=2000)
     duration_seconds: float = Field(gt=0.0, le=600.0)
+
+    def request_kind(self) -> str:
+        return self.kind
 
 
 class StreamRequest(BaseModel):
@@ -85,11 +112,22 @@ class Generator:
         self.time_scale = time_scale
         self.rng = rng
 
-    async def work(self, cost: CostModel, duration: float = 0.0) -> None:
-        await asyncio.sleep(cost.seconds(duration, self.rng) * self.time_scale)
+    async def sleep(self, model_seconds: float) -> None:
+        await asyncio.sleep(model_seconds * self.time_scale)
 
-    async def generate(self, kind: str, prompt: str, duration: float) -> None:
-        await self.work(COSTS[kind], duration)
+    async def work(self, cost: CostModel, duration: float = 0.0) -> None:
+        await self.sleep(cost.seconds(duration, self.rng))
+
+    async def generate_batch(self, kind: str, durations: list[float]) -> None:
+        """One forward pass for a whole batch: as long as its longest item, plus overhead."""
+        seconds = COSTS[kind].seconds(max(durations), self.rng)
+        await self.sleep(seconds * (1 + BATCH_OVERHEAD * (len(durations) - 1)))
+
+    async def conditioning(self, model: str, prompt: str) -> list[float]:
+        """A fake prompt embedding: eight numbers derived from the model and prompt."""
+        await self.work(CONDITIONING)
+        digest = hashlib.sha256(f"{model}\0{prompt}".encode()).digest()
+        return [round(b / 255, 4) for b in digest[:8]]
 
     async def stream(self, prompt: str, chunks: int, chunk_seconds: float) -> AsyncIterator[bytes]:
         """A WAV header with the first chunk, then the rest as the "model" produces them."""

@@ -228,5 +228,6 @@ def build(config: ExporterConfig) -> HostCollector:
     return HostCollector(
         pids=config.pids,
         growth_window=config.memory_growth_window,
-        growth_min_span=min(60.0, config.memory_growth_window),
+        # half the window: a span of the whole window is never reached between scrapes
+        growth_min_span=min(60.0, config.memory_growth_window / 2),
     )

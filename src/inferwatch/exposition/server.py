@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -22,6 +23,12 @@ class MetricsServer(ThreadingHTTPServer):
         self.registry = registry
         self.auth = auth
         super().__init__(address, MetricsHandler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A scraper that hangs up mid-request is routine, not a traceback in the service log.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:

@@ -92,8 +92,10 @@ class PoolMetrics:
         self._sources: dict[tuple[str, str], weakref.ref[Any]] = {}
         self._lock = threading.Lock()
         self.connections = _LiveGauge(
-            "db_client_connection_count",
-            "Connections of the pool by state: used (checked out) or idle (open, in the pool).",
+            "db_client_connections_usage",
+            "Connections of the pool by state: used (checked out) or idle (open, in the pool). "
+            "OpenTelemetry's db.client.connections.usage; its newer name, "
+            "db.client.connection.count, would end in _count, which Prometheus reserves.",
             (SYSTEM, POOL, STATE), registry=r, refresh=self.refresh, multiprocess_mode="livesum",
         )  # fmt: skip
         self.max = _LiveGauge(

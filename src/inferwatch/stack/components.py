@@ -110,6 +110,11 @@ def components(settings: StackSettings) -> list[Component]:
                 str(s.ports.exporter),
                 "--memory-growth-window",
                 repr(s.memory_growth_window),
+                *(
+                    ["--collectors", ",".join(s.exporter_collectors)]
+                    if s.exporter_collectors is not None
+                    else []
+                ),
             ],
             f"{s.url('exporter')}/metrics",
             f"{s.url('exporter')}/metrics",
@@ -117,6 +122,7 @@ def components(settings: StackSettings) -> list[Component]:
             watch="demo" if s.run_demo else None,
         )
     )
+    resend = [f"--rules.alert.resend-delay={s.alert_resend_delay}"] if s.alert_resend_delay else []
     parts.append(
         Component(
             "prometheus",
@@ -124,7 +130,7 @@ def components(settings: StackSettings) -> list[Component]:
              f"--config.file={config / 'prometheus.yml'}",
              f"--storage.tsdb.path={data / 'prometheus'}",
              f"--web.listen-address={listen['prometheus']}",
-             "--web.enable-lifecycle"],
+             "--web.enable-lifecycle", *resend],
             f"{s.url('prometheus')}/-/ready",
             s.url("prometheus"),
             "Prometheus",

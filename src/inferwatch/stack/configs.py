@@ -42,6 +42,8 @@ def write_rules(settings: StackSettings) -> list[Path]:
         for_scale=settings.for_scale,
         targets=sorted(prometheus_config.scrape_jobs(settings)),
         evaluation_interval=settings.evaluation_interval,
+        window_scale=settings.window_scale,
+        scrape_interval=settings.scrape_interval,
     )
     for stale in rules_dir.glob("*.yaml"):
         if stale.name not in files:

@@ -46,6 +46,22 @@ class Stack:
     def stop(self) -> None:
         self.supervisor.stop_all()
 
+    def stop_component(self, name: str) -> None:
+        """Stop one running component (``exporter``, ``alertmanager``, ...) and leave the
+        others running: how a failure of that one process looks to the rest of the stack."""
+        self.supervisor.stop(name)
+
+    def start_component(self, name: str) -> float:
+        """Start a component stopped with :meth:`stop_component` again, with the command it
+        first had (the exporter watches the demo's current pid); the seconds it took."""
+        order = [c.name for c in self.components]
+        if name not in order:
+            raise StackError(f"no component {name!r}; the stack has {', '.join(order)}")
+        started = set(self.supervisor.started())
+        # Its place in start order among the others, so stop() still stops in reverse.
+        position = sum(1 for other in order[: order.index(name)] if other in started)
+        return self.supervisor.start(self.components[order.index(name)], position)
+
     def status(self) -> StackStatus | None:
         return read_status(self.settings.url("prometheus"))
 

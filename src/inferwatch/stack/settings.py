@@ -38,20 +38,29 @@ class StackSettings:
     thresholds: tuple[Path, ...] = ()
     # Multiplies every alert's `for:` — e.g. 0.05 in end-to-end tests — without editing files.
     for_scale: float = 1.0
+    # Multiplies every range selector of the rules ([5m] -> [30s] at 0.1), never below two
+    # scrape intervals, so that a fast deployment also resolves fast; rule names keep theirs.
+    window_scale: float = 1.0
     # Alertmanager timings; the defaults are production values.
     group_wait: str | None = None
     group_interval: str | None = None
     repeat_interval: str | None = None
+    # How often Prometheus re-sends a firing alert (its --rules.alert.resend-delay, 1m when
+    # None): also how soon an Alertmanager that was down hears of alerts already firing.
+    alert_resend_delay: str | None = None
     startup_timeout: float = 60.0
     # Window of the exporter's memory-growth slope (what the leak alert reads).
     memory_growth_window: float = 600.0
+    # The exporter's collectors (its --collectors); None: its default, host and GPU. A host
+    # without NVML reports the GPU collector failed, which ExporterCollectorFailing pages for.
+    exporter_collectors: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("scrape_interval", "evaluation_interval"):
             value = getattr(self, name)
             if not _DURATION.match(value):
                 raise ValueError(f"{name} must be a duration like 15s or 1m, got {value!r}")
-        for name in ("group_wait", "group_interval", "repeat_interval"):
+        for name in ("group_wait", "group_interval", "repeat_interval", "alert_resend_delay"):
             value = getattr(self, name)
             if value is not None and not _DURATION.match(value):
                 raise ValueError(f"{name} must be a duration like 30s or 4h, got {value!r}")
@@ -69,10 +78,17 @@ class StackSettings:
             raise ValueError("nothing to monitor: give --service host:port or keep the demo")
         if self.for_scale <= 0:
             raise ValueError(f"for_scale must be positive, got {self.for_scale}")
+        if not 0 < self.window_scale <= 1:
+            # Longer windows than production would only delay every alert.
+            raise ValueError(f"window_scale must be in (0, 1], got {self.window_scale}")
         if self.memory_growth_window <= 0:
             raise ValueError(
                 f"memory growth window must be positive, got {self.memory_growth_window}"
             )
+        if self.exporter_collectors is not None and not all(
+            c and c.isidentifier() for c in self.exporter_collectors
+        ):
+            raise ValueError(f"collector names must be words, got {self.exporter_collectors}")
         if self.demo_time_scale <= 0:
             raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
 

@@ -57,9 +57,14 @@ class Supervisor:
                 return executor.process.pid
         return None
 
-    def start(self, component: Component) -> float:
+    def start(self, component: Component, position: int | None = None) -> float:
         """Start ``component`` and wait until its health URL answers 2xx; return the seconds
-        it took. Raises :class:`StackError` with the end of its log when it does not."""
+        it took. Raises :class:`StackError` with the end of its log when it does not.
+
+        ``position``: where it goes in the stop order (a restarted component keeps its place,
+        so the scraper is still stopped before the receivers); last when None."""
+        if component.name in self.started():
+            raise StackError(f"{component.name} is already running")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{component.name}.log"
         log = log_path.open("ab")
@@ -89,11 +94,33 @@ class Supervisor:
             raise StackError(
                 f"{component.name} {reason}; end of {log_path}:\n{_tail(log_path)}"
             ) from None
-        self._running.append((component, executor, log))
+        entry = (component, executor, log)
+        if position is None:
+            self._running.append(entry)
+        else:
+            self._running.insert(position, entry)
         return time.monotonic() - began
+
+    def started(self) -> list[str]:
+        """Components started and not stopped since, in stop order reversed (alive or not)."""
+        return [c.name for c, _, _ in self._running]
 
     def running(self) -> list[str]:
         return [c.name for c, executor, _ in self._running if executor.running()]
+
+    def stop(self, name: str) -> None:
+        """Stop one component (SIGTERM, then SIGKILL), e.g. to see how the others cope."""
+        for index, (component, executor, log) in enumerate(self._running):
+            if component.name == name:
+                del self._running[index]
+                try:
+                    executor.stop()
+                except Exception:
+                    executor.kill()
+                finally:
+                    log.close()
+                return
+        raise StackError(f"{name} is not running")
 
     def stop_all(self) -> None:
         """Stop in reverse start order (the scraper first, the receivers last), SIGTERM then

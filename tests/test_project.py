@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MAIN_COMMAND = "./scripts/bootstrap.sh && .venv/bin/inferwatch demo"
+MAIN_COMMAND = "./scripts/bootstrap.sh && .venv/bin/inferwatch stack up"
 TEST_COMMAND = "./scripts/bootstrap.sh && .venv/bin/python -m pytest"
-LINTED = [p for p in ("src", "tests", "benchmarks") if (ROOT / p).is_dir()]
+LINTED = [p for p in ("src", "tests", "benchmarks", "scripts", "loadtests") if (ROOT / p).is_dir()]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess[str]:

@@ -70,9 +70,9 @@ class _Setattr:
 
 def nagle_disabled() -> bool:
     """Whether inferwatch's metrics handler already sets TCP_NODELAY on its sockets."""
-    from inferwatch.exposition.server import _Handler
+    from inferwatch.exposition.server import MetricsHandler
 
-    return bool(getattr(_Handler, "disable_nagle_algorithm", False))
+    return bool(getattr(MetricsHandler, "disable_nagle_algorithm", False))
 
 
 def serve(
@@ -93,11 +93,11 @@ def serve(
 
         FakeNvml([FakeGpu(f"GPU-{i:08x}-bench") for i in range(gpus)]).install(_Setattr())
         if nodelay:
-            from inferwatch.exposition.server import _Handler
+            from inferwatch.exposition.server import MetricsHandler
 
             # The proposed fix, tried here: socketserver then sets TCP_NODELAY on every
             # accepted connection, so the body does not wait behind the headers' ACK.
-            _Handler.disable_nagle_algorithm = True
+            MetricsHandler.disable_nagle_algorithm = True
         # Defaults as `inferwatch exporter` has them, but no result cache: every scrape
         # collects. The collectors come from the URLs, exactly as on the command line.
         config = ExporterConfig(

@@ -9,31 +9,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from inferwatch.cli.arguments import LOG_LEVELS, port, positive_float, positive_int
+
 PROG = "inferwatch alert-sink"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not an integer") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {port}: must be 0..65535")
-    return port
-
-
-def _positive(kind: type[int] | type[float]) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-        return value
-
-    return parse
 
 
 def _url(text: str) -> str:
@@ -54,7 +32,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=_port, default=9095, help="port (default 9095)")
+    parser.add_argument("--port", type=port, default=9095, help="port (default 9095)")
     parser.add_argument(
         "--store", type=Path, metavar="FILE", help="append records to this JSON-lines file"
     )
@@ -69,21 +47,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--forward-timeout",
-        type=_positive(float),
+        type=positive_float,
         default=5.0,
         metavar="SECONDS",
         help="give up a forward after this long (default 5)",
     )
     parser.add_argument(
         "--max-body-bytes",
-        type=_positive(int),
+        type=positive_int,
         default=1024 * 1024,
         metavar="BYTES",
         help="refuse larger requests with 413 (default 1 MiB)",
     )
     parser.add_argument(
         "--max-records",
-        type=_positive(int),
+        type=positive_int,
         default=10_000,
         metavar="N",
         help="records kept in memory, oldest dropped first (default 10000)",

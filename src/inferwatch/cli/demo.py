@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import glob
-import math
 import os
 import shutil
 import socket
@@ -15,51 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from inferwatch.cli.arguments import (
+    LOG_LEVELS,
+    non_negative_float,
+    port,
+    positive_float,
+    positive_int,
+)
 from inferwatch.metrics.multiprocess import ENV_VAR as MULTIPROC_ENV
 
 PROG = "inferwatch demo"
 APP_FACTORY = "inferwatch.demo.app:create_app_from_env"
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port {text!r}: not an integer") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"invalid port {port}: must be 0..65535")
-    return port
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
 
 
 def _model_list(text: str) -> tuple[str, ...]:
@@ -95,24 +60,24 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=_port, default=8000, help="port (0 picks a free one)")
+    parser.add_argument("--port", type=port, default=8000, help="port (0 picks a free one)")
     parser.add_argument(
         "--time-scale",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="multiply every simulated model delay (0.01 runs 100 times faster); "
         "fault latencies and the request timeout stay in wall-clock seconds",
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="uvicorn worker processes; more than one turns on Prometheus multiprocess mode",
     )
     parser.add_argument("--seed", type=int, help="seed the simulated latencies and fault draws")
     parser.add_argument(
         "--request-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         help="seconds a generation may take before it fails with 504 (default 30)",
     )
@@ -136,18 +101,18 @@ def add_parser(subparsers: Any) -> None:
         help="keep the generations table in PostgreSQL (postgresql://user:pw@host/db)",
     )
     backends.add_argument(
-        "--db-pool-size", type=_positive_int, default=5, help="database connections (default 5)"
+        "--db-pool-size", type=positive_int, default=5, help="database connections (default 5)"
     )
     backends.add_argument(
         "--db-pool-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=5.0,
         help="seconds a request waits for a database connection before a 503 (default 5)",
     )
     models = parser.add_argument_group("models and batching")
     models.add_argument(
         "--max-models",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="models loaded at once; loading another unloads the least recently used",
     )
@@ -159,17 +124,17 @@ def add_parser(subparsers: Any) -> None:
         "(default speech-small,musicgen-small)",
     )
     models.add_argument(
-        "--max-batch-size", type=_positive_int, default=4, help="requests per batch (default 4)"
+        "--max-batch-size", type=positive_int, default=4, help="requests per batch (default 4)"
     )
     models.add_argument(
         "--batch-window",
-        type=_non_negative_float,
+        type=non_negative_float,
         default=0.05,
         help="model seconds a batch waits to fill (scaled by --time-scale; default 0.05)",
     )
     models.add_argument(
         "--max-queue",
-        type=_positive_int,
+        type=positive_int,
         default=64,
         help="waiting requests beyond which new ones get 429 (default 64)",
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from inferwatch import __version__
 
-COMMANDS = ["demo", "catalogue", "exporter", "alert_sink", "stack", "generate"]
+COMMANDS = ["demo", "catalogue", "exporter", "alert_sink", "stack", "generate", "report"]
 PROG = "inferwatch"
 _PACKAGE = "inferwatch.cli"
 

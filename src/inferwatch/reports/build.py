@@ -1,0 +1,33 @@
+"""Assemble a report: figures, bottlenecks, readiness check, charts, calibration, files."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from inferwatch.alerts.thresholds import Thresholds
+from inferwatch.reports import bottleneck, calibrate, charts, criteria, output
+from inferwatch.reports.collect import collect
+from inferwatch.reports.query import Window
+
+
+def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict, list[Path]]:
+    window = Window(args.start, args.end, args.job)
+    figures = collect(args.prometheus, window, quiet=args.quiet)
+    report: dict[str, Any] = {
+        "figures": figures,
+        "bottlenecks": bottleneck.rank(figures, thresholds),
+        "check": [
+            {**dataclasses.asdict(r), "line": r.line()} for r in criteria.check(figures, thresholds)
+        ],
+        "charts": [],
+    }
+    if "html" in args.format and not args.no_charts:
+        report["charts"] = charts.render(
+            args.prometheus, window, thresholds, args.out, quiet=args.quiet
+        )
+    if args.calibrate:
+        report["calibration"] = calibrate.write_overlay(figures, args.calibrate)
+    return report, output.write(report, args.out, args.format)

@@ -73,6 +73,17 @@ def add_parser(subparsers: Any) -> None:
         help="multiply every rule's range window, [5m] -> [30s] at 0.1 (at least two scrape "
         "intervals), so alerts also resolve quickly in demonstrations",
     )
+    for backend, what in (("redis", "Redis"), ("postgres", "PostgreSQL")):
+        given = up.add_mutually_exclusive_group()
+        given.add_argument(
+            f"--{backend}-url",
+            metavar="URL",
+            help=f"a real {what} for the demo and the exporter (prefer --{backend}-url-file: "
+            "a password on the command line shows in process listings)",
+        )
+        given.add_argument(
+            f"--{backend}-url-file", type=Path, metavar="FILE", help=f"the {what} URL from FILE"
+        )
     up.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
     up.add_argument(
         "--status-interval",
@@ -87,6 +98,17 @@ def add_parser(subparsers: Any) -> None:
         help="stop once every target is up (a smoke test of the set-up)",
     )
     up.set_defaults(func=run_up)  # fmt: skip
+
+
+def _backend_url(args: argparse.Namespace, backend: str) -> str | None:
+    """``--BACKEND-url`` or the content of ``--BACKEND-url-file`` (ValueError when unreadable)."""
+    from inferwatch.exposition.auth import read_secret_file
+
+    path = getattr(args, f"{backend}_url_file", None)
+    if path is not None:
+        return read_secret_file(path, f"--{backend}-url")
+    url: str | None = getattr(args, f"{backend}_url", None)
+    return url
 
 
 def _settings(args: argparse.Namespace) -> Any:
@@ -106,6 +128,8 @@ def _settings(args: argparse.Namespace) -> Any:
         for_scale=args.for_scale,
         window_scale=args.window_scale,
         startup_timeout=args.startup_timeout,
+        redis_url=_backend_url(args, "redis"),
+        postgres_url=_backend_url(args, "postgres"),
     )
 
 
@@ -114,6 +138,7 @@ def _say(message: str) -> None:
 
 
 def run_up(args: argparse.Namespace) -> int:
+    from inferwatch.exporters.redact import redact_url
     from inferwatch.stack import Stack, StackError
 
     try:
@@ -137,6 +162,9 @@ def run_up(args: argparse.Namespace) -> int:
         for description, url in stack.urls():
             _say(f"  {description:<34} {url}")
         _say(f"  {'data directory':<34} {settings.data_dir.resolve()}")
+        for what, backend in (("Redis", settings.redis_url), ("PostgreSQL", settings.postgres_url)):
+            if backend is not None:  # redacted: the URL may carry a password
+                _say(f"  {what:<34} {redact_url(backend)}")
         _say("\nCtrl-C stops the stack; its data stays for the next start.\n")
         return _watch(stack, stop, args.status_interval, args.exit_when_up)
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """The local stack tuned for live dashboard data within a minute: 1 s scrapes, rule groups
-evaluated every second (a thresholds overlay), alerts' ``for:`` scaled down, free ports."""
+evaluated every second (a thresholds overlay), alerts' ``for:`` scaled down, free ports.
+
+Optionally with real Redis and PostgreSQL (``redis_url``, ``postgres_url``: the demo's cache
+and database, and the exporter's server views) and extra exporters to scrape."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from inferwatch.stack import Ports, Stack, StackSettings
 
@@ -26,7 +30,17 @@ def free_ports(host: str = "127.0.0.1") -> Ports:
             sock.close()
 
 
-def settings(data_dir: Path, *, for_scale: float = 0.05, time_scale: float = 0.01) -> StackSettings:
+def settings(
+    data_dir: Path,
+    *,
+    for_scale: float = 0.05,
+    time_scale: float = 0.01,
+    redis_url: str | None = None,
+    postgres_url: str | None = None,
+    extra_targets: tuple[str, ...] = (),
+    extra_job: str = "ai-service",
+) -> StackSettings:
+    """``extra_targets`` (host:port) are scraped as job ``extra_job``, e.g. a second exporter."""
     # The rule groups' interval comes from the thresholds file (1m by default): without the
     # overlay every recorded series would appear up to a minute late.
     overlay = data_dir / "fast-rules.yaml"
@@ -41,11 +55,16 @@ def settings(data_dir: Path, *, for_scale: float = 0.05, time_scale: float = 0.0
         thresholds=(overlay,),
         for_scale=for_scale,
         memory_growth_window=10.0,  # the growth slope appears after seconds, not a minute
+        redis_url=redis_url,
+        postgres_url=postgres_url,
+        service_targets=extra_targets,
+        service_job=extra_job,
     )
 
 
 @contextlib.contextmanager
-def live_stack(data_dir: Path, **kwargs: float) -> Iterator[Stack]:
+def live_stack(data_dir: Path, **kwargs: Any) -> Iterator[Stack]:
+    """The stack of :func:`settings` (``kwargs`` are its options), stopped on exit."""
     stack = Stack(settings(data_dir, **kwargs))
     with stack:
         yield stack

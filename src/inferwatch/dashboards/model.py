@@ -43,20 +43,22 @@ class Needs:
     """Why a panel can be empty on a healthy system, and what makes it show data.
 
     ``fault``: only while the demo's fault ``what`` is switched on (set to ``setting``);
-    ``gpu``: only on a host with an NVIDIA GPU; ``unwired``: the metrics come from
-    instrumentation or backends the local stack does not run yet (``what`` says which).
+    ``gpu``: only on a host with an NVIDIA GPU. The live dashboard test feeds these panels
+    from a simulated NVML (no GPU there), so they are verified against the simulation; a
+    check on real hardware is still pending.
     """
 
-    kind: Literal["fault", "gpu", "unwired"]
+    kind: Literal["fault", "gpu"]
     what: str
     setting: float | None = None
 
     def describe(self) -> str:
         if self.kind == "fault":
             return f"Data only while something fails (demo fault `{self.what}`)."
-        if self.kind == "gpu":
-            return "Data only on a host with an NVIDIA GPU (the exporter's gpu collector)."
-        return f"Data only once {self.what}."
+        return (
+            "Data only on a host with an NVIDIA GPU (the exporter's gpu collector); checked "
+            "against a simulated GPU, not yet on real hardware."
+        )
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,6 @@ def build(t: Thresholds) -> DashboardSpec:
                 "{{model}} {{stage}}",
             ),
             width=6,
-            needs=p.CLIENTS_GIVE_UP,
         ),
     )
     return DashboardSpec(

@@ -156,15 +156,5 @@ def fault(name: str, setting: float) -> Needs:
     return Needs("fault", name, setting)
 
 
+# Simulated in the live dashboard test (a fake NVML behind a second exporter).
 GPU = Needs("gpu", "an NVIDIA GPU")
-# Honest, short list of what the local stack does not produce yet; the tests assert these
-# panels are still empty, so wiring the stack up fails loudly until the declaration goes.
-REDIS_POOL = Needs(
-    "unwired",
-    "the service reaches Redis through an instrumented pool (the demo does with `redis_url` set)",
-)
-CLIENTS_GIVE_UP = Needs(
-    "unwired", "clients give up on queued or running requests (the test traffic never does)"
-)
-REDIS_SERVER = Needs("unwired", "the exporter watches a Redis server (`--redis-url`)")
-POSTGRES_SERVER = Needs("unwired", "the exporter watches PostgreSQL (`--postgres-url`)")

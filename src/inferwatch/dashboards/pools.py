@@ -113,18 +113,17 @@ def build(t: Thresholds) -> DashboardSpec:
                 "{{db_operation_name}}",
             ),
             steps=steps(t, "redis_operation_p90"),
-            needs=p.REDIS_POOL,
         ),
         p.timeseries(
             "Redis server keyspace hit ratio",
             "Share of key lookups the Redis server found (keyspace hits over hits and misses, "
-            "5m), from the exporter's INFO scrape: the server-side view of every client.",
+            "5m), from the exporter's INFO scrape (`--redis-url`): the server-side view of every "
+            "client.",
             "percentunit",
             Query(
                 "instance:inferwatch_redis_keyspace_hit:ratio_rate5m" + p.sel(*RAW), "{{instance}}"
             ),
             max=1,
-            needs=p.REDIS_SERVER,
         ),
     )
     caches = (
@@ -166,7 +165,7 @@ def build(t: Thresholds) -> DashboardSpec:
         p.timeseries(
             "PostgreSQL server connections",
             "Connections to the PostgreSQL server by state, from every client, against its "
-            "max_connections (exporter's view).",
+            "max_connections (the exporter's view, `--postgres-url`).",
             "short",
             Query(
                 f"sum by (instance, state) (inferwatch_postgres_connections{p.sel(*RAW)})",
@@ -177,7 +176,6 @@ def build(t: Thresholds) -> DashboardSpec:
                 "max_connections",
             ),
             width=24,
-            needs=p.POSTGRES_SERVER,
         ),
     )
     return DashboardSpec(

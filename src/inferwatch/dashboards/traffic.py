@@ -1,4 +1,5 @@
-"""Steady HTTP and WebSocket traffic against the demo service, and its fault switch.
+"""Steady HTTP and WebSocket traffic against the demo service (including a client that gives
+up on a slow generation now and then), and its fault switch.
 
 Used to give every dashboard panel real data: by the dashboard tests and by
 ``scripts/render_dashboards.py``. Needs httpx and websockets (the ``dev`` extra).
@@ -13,6 +14,10 @@ from collections import Counter
 from typing import Any
 
 HTTP_TIMEOUT = 10.0
+# How long the impatient client waits for a long generation before hanging up: shorter than
+# the generation even at the tests' 1/100 speed (300 s of music is 75 model seconds).
+GIVE_UP_AFTER = 0.2
+SLOW_MUSIC_SECONDS = 300.0
 
 
 class Traffic:
@@ -95,6 +100,25 @@ class Traffic:
             response = call()
             self._count(str(response.status_code))
         self._websocket(prompt)
+        if worker == 0 and n % 2 == 0:  # now and then, not so often it crowds out the rest
+            self._give_up(prompt)
+
+    def _give_up(self, prompt: str) -> None:
+        """A client that stops waiting for a slow generation and hangs up, as real users do:
+        the demo cancels the work (answered 499) and counts the cancellation by stage."""
+        import httpx
+
+        # Its own client, closed on the way out, so the server surely sees the disconnect.
+        with httpx.Client(base_url=self.base_url, timeout=GIVE_UP_AFTER) as impatient:
+            try:
+                response = impatient.post(
+                    "/v1/music/generate",
+                    json={"prompt": prompt, "duration_seconds": SLOW_MUSIC_SECONDS},
+                )
+            except httpx.TimeoutException:
+                self._count("gave-up")
+                return
+        self._count(str(response.status_code))  # finished in time: a very fast demo
 
     def _job(self, http: Any, prompt: str, kind: str) -> Any:
         created = http.post(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferwatch.stack.configs import url_file
 from inferwatch.stack.settings import StackSettings
 
 APT_HINT = "install it with: sudo apt-get install -y {package} (or run ./scripts/bootstrap.sh)"
@@ -22,6 +23,9 @@ class Component:
     # Another component whose process this one watches: its pid is appended as `--pid N`
     # once it runs (the exporter reports the demo's memory, where a leak would show).
     watch: str | None = None
+    # Extra environment variables for its process: how secrets reach the demo, since
+    # command lines are visible to every user in process listings.
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def find_binary(*names: str, package: str) -> str:
@@ -38,6 +42,16 @@ def inferwatch_command() -> list[str]:
     """This environment's own ``inferwatch``, so children run the same code as the runner."""
     script = Path(sys.executable).parent / "inferwatch"
     return [str(script)] if script.exists() else [sys.executable, "-m", "inferwatch.cli.main"]
+
+
+def demo_env(settings: StackSettings) -> dict[str, str]:
+    """The demo's backend URLs, through the variables its CLI reads as defaults."""
+    env = {}
+    if settings.redis_url is not None:
+        env["INFERWATCH_DEMO_REDIS_URL"] = settings.redis_url
+    if settings.postgres_url is not None:
+        env["INFERWATCH_DEMO_POSTGRES_URL"] = settings.postgres_url
+    return env
 
 
 def components(settings: StackSettings) -> list[Component]:
@@ -96,6 +110,7 @@ def components(settings: StackSettings) -> list[Component]:
                 f"{s.url('demo')}/healthz",
                 f"{s.url('demo')}/docs",
                 "demo AI service",
+                env=demo_env(s),
             )
         )
     parts.append(
@@ -114,6 +129,16 @@ def components(settings: StackSettings) -> list[Component]:
                     ["--collectors", ",".join(s.exporter_collectors)]
                     if s.exporter_collectors is not None
                     else []
+                ),
+                # Files, not URLs: the exporter reads them, the process list shows paths only.
+                *(
+                    arg
+                    for name in ("redis_url", "postgres_url")
+                    if getattr(s, name) is not None
+                    for arg in (
+                        f"--{name.replace('_', '-')}-file",
+                        str(url_file(s, name).resolve()),
+                    )
                 ),
             ],
             f"{s.url('exporter')}/metrics",

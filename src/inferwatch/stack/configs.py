@@ -20,6 +20,32 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Backend URLs handed to the exporter as files (its --redis-url-file, --postgres-url-file):
+# a password on its command line would show in every process listing.
+URL_FILES = {"redis_url": "redis-url", "postgres_url": "postgres-url"}
+
+
+def url_file(settings: StackSettings, name: str) -> Path:
+    return settings.config_dir / URL_FILES[name]
+
+
+def write_url_files(settings: StackSettings) -> None:
+    """Each configured backend URL into its own owner-only (0600) file; stale ones removed."""
+    for name in URL_FILES:
+        path = url_file(settings, name)
+        url = getattr(settings, name)
+        if url is None:
+            path.unlink(missing_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)  # so O_CREAT applies the mode, never an older file's
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(url + "\n")
+        os.replace(tmp, path)
+
+
 def alertmanager_timings(settings: StackSettings) -> dict[str, alertmanager.Timing]:
     overrides = {
         name: value
@@ -65,3 +91,4 @@ def write_all(settings: StackSettings) -> None:
         ),
     )
     write_rules(settings)
+    write_url_files(settings)

@@ -8,6 +8,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+# Backends the demo uses and the exporter reports on, by setting: the schemes each accepts.
+_BACKEND_SCHEMES = {
+    "redis_url": ("redis", "rediss", "unix"),
+    "postgres_url": ("postgres", "postgresql"),
+}
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class StackSettings:
     # The exporter's collectors (its --collectors); None: its default, host and GPU. A host
     # without NVML reports the GPU collector failed, which ExporterCollectorFailing pages for.
     exporter_collectors: tuple[str, ...] | None = None
+    # Real Redis and PostgreSQL for the demo (its cache and database) and the exporter's
+    # server views. They may carry passwords: kept out of repr, command lines and messages.
+    redis_url: str | None = field(default=None, repr=False)
+    postgres_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("scrape_interval", "evaluation_interval"):
@@ -91,6 +100,8 @@ class StackSettings:
             raise ValueError(f"collector names must be words, got {self.exporter_collectors}")
         if self.demo_time_scale <= 0:
             raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
+        for name, schemes in _BACKEND_SCHEMES.items():
+            _check_backend_url(name, getattr(self, name), schemes)
 
     def url(self, component: str) -> str:
         return f"http://{self.host}:{getattr(self.ports, component)}"
@@ -102,3 +113,21 @@ class StackSettings:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+
+def _check_backend_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:
+    """A usable URL of one of ``schemes``; errors show it only redacted (no password)."""
+    from inferwatch.exporters.redact import redact_url
+
+    if url is None:
+        return
+    flag = f"--{name.replace('_', '-')}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        raise ValueError(f"{flag} is not a valid URL: {redact_url(url)}") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"{flag} must use scheme {' or '.join(schemes)}, got {redact_url(url)}")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ValueError(f"{flag} needs a host, got {redact_url(url)}")

@@ -79,6 +79,7 @@ class Supervisor:
             timeout=self.startup_timeout,
             stdout=log,
             stderr=subprocess.STDOUT,
+            envvars=dict(component.env) or None,  # on top of this process's environment
         )
         began = time.monotonic()
         try:

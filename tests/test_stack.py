@@ -141,3 +141,17 @@ def test_cli_reports_bad_arguments() -> None:
     assert done.returncode == 2
     assert "scrape_interval must be a duration" in done.stderr
     assert sys.executable  # the same interpreter ran it
+
+
+def test_gpu_collector_only_where_a_driver_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferwatch.stack import components
+
+    monkeypatch.setattr(components, "nvml_available", lambda: False)
+    assert components.exporter_collectors(StackSettings()) == ["host"]
+    monkeypatch.setattr(components, "nvml_available", lambda: True)
+    with_backends = StackSettings(
+        redis_url="redis://127.0.0.1:6379/0", postgres_url="postgresql://127.0.0.1/db"
+    )
+    assert components.exporter_collectors(with_backends) == ["host", "gpu", "redis", "postgres"]
+    chosen = StackSettings(exporter_collectors=("host",))
+    assert components.exporter_collectors(chosen) == ["host"]

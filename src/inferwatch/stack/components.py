@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +53,21 @@ def demo_env(settings: StackSettings) -> dict[str, str]:
     if settings.postgres_url is not None:
         env["INFERWATCH_DEMO_POSTGRES_URL"] = settings.postgres_url
     return env
+
+
+def nvml_available() -> bool:
+    """Whether this host has NVIDIA's management library (i.e. a driver and GPUs)."""
+    return ctypes.util.find_library("nvidia-ml") is not None
+
+
+def exporter_collectors(s: StackSettings) -> list[str]:
+    """The stack's own choice unless given: the GPU collector only where a driver exists,
+    so a laptop without an NVIDIA GPU does not page ExporterCollectorFailing forever."""
+    if s.exporter_collectors is not None:
+        return list(s.exporter_collectors)
+    chosen = ["host", *(["gpu"] if nvml_available() else [])]
+    chosen += [name for name in ("redis", "postgres") if getattr(s, f"{name}_url")]
+    return chosen
 
 
 def components(settings: StackSettings) -> list[Component]:
@@ -125,11 +141,8 @@ def components(settings: StackSettings) -> list[Component]:
                 str(s.ports.exporter),
                 "--memory-growth-window",
                 repr(s.memory_growth_window),
-                *(
-                    ["--collectors", ",".join(s.exporter_collectors)]
-                    if s.exporter_collectors is not None
-                    else []
-                ),
+                "--collectors",
+                ",".join(exporter_collectors(s)),
                 # Files, not URLs: the exporter reads them, the process list shows paths only.
                 *(
                     arg

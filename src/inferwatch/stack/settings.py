@@ -56,8 +56,8 @@ class StackSettings:
     startup_timeout: float = 60.0
     # Window of the exporter's memory-growth slope (what the leak alert reads).
     memory_growth_window: float = 600.0
-    # The exporter's collectors (its --collectors); None: its default, host and GPU. A host
-    # without NVML reports the GPU collector failed, which ExporterCollectorFailing pages for.
+    # The exporter's collectors (its --collectors); None: host, GPU where NVIDIA's driver is
+    # installed, and Redis/PostgreSQL when their URLs are given.
     exporter_collectors: tuple[str, ...] | None = None
     # Real Redis and PostgreSQL for the demo (its cache and database) and the exporter's
     # server views. They may carry passwords: kept out of repr, command lines and messages.

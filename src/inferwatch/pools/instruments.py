@@ -72,6 +72,40 @@ class PoolSource(Protocol):
     def refresh(self) -> None: ...
 
 
+class PoolChildren:
+    """The per-pool children both adapters write, and what they do with them alike."""
+
+    def __init__(self, metrics: PoolMetrics, key: tuple[str, str]) -> None:
+        self.key = key
+        self.metrics = metrics
+        self._used_child = metrics.connections.labels(*key, "used")
+        self._idle_child = metrics.connections.labels(*key, "idle")
+        self._pending_child = metrics.pending.labels(*key)
+        self._timeouts = metrics.timeouts.labels(*key)
+        self._create = metrics.create_time.labels(*key)
+        self._wait = metrics.wait_time.labels(*key)
+        self._use = metrics.use_time.labels(*key)
+
+    def _set_max(self, limit: int | None) -> None:
+        """The pool's limit, or no series at all for an unbounded pool (never a fake 0)."""
+        if limit is None:
+            self.metrics.max.remove(*self.key)
+        else:
+            self.metrics.max.labels(*self.key).set(limit)
+
+    def _sync(self) -> None:
+        raise NotImplementedError
+
+    def figures(self) -> dict[str, int]:
+        """used, idle and pending now (what the gauges show), for tests and debugging."""
+        self._sync()
+        return {
+            "used": int(self._used_child.get()),
+            "idle": int(self._idle_child.get()),
+            "pending": int(self._pending_child.get()),
+        }
+
+
 class _LiveGauge(Gauge):
     """A gauge whose pools re-read their state just before it is collected."""
 

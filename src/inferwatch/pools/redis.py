@@ -27,7 +27,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
 from inferwatch.metrics.shared import once_per_registry, report_error
-from inferwatch.pools.instruments import PoolMetrics, check_pool_name, pool_metrics
+from inferwatch.pools.instruments import (
+    PoolChildren,
+    PoolMetrics,
+    check_pool_name,
+    pool_metrics,
+)
 from inferwatch.pools.names import RedisCommandNames
 
 log = logging.getLogger(__name__)
@@ -55,23 +60,14 @@ def _connected(connection: Any) -> bool:
     return getattr(connection, "_sock", None) is not None
 
 
-class RedisPool:
+class RedisPool(PoolChildren):
     """The instrumentation of one redis-py pool; created by :func:`instrument_redis`."""
 
     def __init__(self, pool: Any, pool_name: str, metrics: PoolMetrics) -> None:
         self.pool = pool
         self.pool_name = pool_name
-        self.key = (SYSTEM, pool_name)
-        self.metrics = metrics
+        super().__init__(metrics, (SYSTEM, pool_name))
         self.is_async = inspect.iscoroutinefunction(pool.get_connection)
-        labels = self.key
-        self._used_child = metrics.connections.labels(*labels, "used")
-        self._idle_child = metrics.connections.labels(*labels, "idle")
-        self._pending_child = metrics.pending.labels(*labels)
-        self._timeouts = metrics.timeouts.labels(*labels)
-        self._create = metrics.create_time.labels(*labels)
-        self._wait = metrics.wait_time.labels(*labels)
-        self._use = metrics.use_time.labels(*labels)
         self._lock = threading.Lock()
         self._pending = 0
         self._taken: dict[int, float] = {}  # id(connection) -> perf_counter at checkout
@@ -225,21 +221,12 @@ class RedisPool:
                 self._idle_child.set(idle)
                 self._pending_child.set(self._pending)
             limit = getattr(self.pool, "max_connections", None)
-            if limit is None or limit >= _UNLIMITED:
-                self.metrics.max.remove(*self.key)
-            else:
-                self.metrics.max.labels(*self.key).set(limit)
+            self._set_max(None if limit is None or limit >= _UNLIMITED else limit)
         except Exception as err:
             report_error(self.metrics.registry, COMPONENT, err, log)
 
-    def figures(self) -> dict[str, int]:
-        """used, idle and pending now (what the gauges show), for tests and debugging."""
+    def _sync(self) -> None:
         self.refresh()
-        return {
-            "used": int(self._used_child.get()),
-            "idle": int(self._idle_child.get()),
-            "pending": int(self._pending_child.get()),
-        }
 
     # -- commands ---------------------------------------------------------------------------
     def wrap_client(self, client: Any) -> None:

@@ -31,7 +31,12 @@ from sqlalchemy import event, exc
 from sqlalchemy.pool import Pool, QueuePool, StaticPool
 
 from inferwatch.metrics.shared import report_error
-from inferwatch.pools.instruments import PoolMetrics, check_pool_name, pool_metrics
+from inferwatch.pools.instruments import (
+    PoolChildren,
+    PoolMetrics,
+    check_pool_name,
+    pool_metrics,
+)
 from inferwatch.pools.names import sql_operation
 
 log = logging.getLogger(__name__)
@@ -66,7 +71,7 @@ def _record_pool(record: Any) -> Any:
     return getattr(record, "_ConnectionRecord__pool", None)
 
 
-class SqlAlchemyPool:
+class SqlAlchemyPool(PoolChildren):
     """The instrumentation of one engine; created by :func:`instrument_sqlalchemy`."""
 
     def __init__(self, engine: Any, pool_name: str, metrics: PoolMetrics) -> None:
@@ -74,16 +79,7 @@ class SqlAlchemyPool:
         self._engine = weakref.ref(engine)
         self.system = system_name(engine.dialect.name)
         self.pool_name = pool_name
-        self.key = (self.system, pool_name)
-        self.metrics = metrics
-        labels = self.key
-        self._used_child = metrics.connections.labels(*labels, "used")
-        self._idle_child = metrics.connections.labels(*labels, "idle")
-        self._pending_child = metrics.pending.labels(*labels)
-        self._timeouts = metrics.timeouts.labels(*labels)
-        self._create = metrics.create_time.labels(*labels)
-        self._wait = metrics.wait_time.labels(*labels)
-        self._use = metrics.use_time.labels(*labels)
+        super().__init__(metrics, (self.system, pool_name))
         self._operations: dict[str, Any] = {}
         self._lock = threading.Lock()
         # record -> checkout time (perf_counter) when used, None when idle
@@ -265,22 +261,12 @@ class SqlAlchemyPool:
                 self.metrics.max.remove(*self.key)
                 return
             self._update()
-            limit = pool_max(engine.pool)
-            if limit is None:
-                self.metrics.max.remove(*self.key)
-            else:
-                self.metrics.max.labels(*self.key).set(limit)
+            self._set_max(pool_max(engine.pool))
         except Exception as err:
             report_error(self.metrics.registry, COMPONENT, err, log)
 
-    def figures(self) -> dict[str, int]:
-        """used, idle and pending now (what the gauges show), for tests and debugging."""
+    def _sync(self) -> None:
         self._update()
-        return {
-            "used": int(self._used_child.get()),
-            "idle": int(self._idle_child.get()),
-            "pending": int(self._pending_child.get()),
-        }
 
 
 def _measure_connect(pool: Pool, instrumentation: SqlAlchemyPool) -> None:

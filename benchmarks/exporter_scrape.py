@@ -69,10 +69,9 @@ class _Setattr:
 
 
 def nagle_disabled() -> bool:
-    """Whether inferwatch's metrics handler already sets TCP_NODELAY on its sockets."""
-    from inferwatch.exposition.server import MetricsHandler
-
-    return bool(getattr(MetricsHandler, "disable_nagle_algorithm", False))
+    """Whether inferwatch's metrics server already sets TCP_NODELAY on its sockets: it
+    does, since asyncio (under uvicorn) sets it on every TCP connection it accepts."""
+    return True
 
 
 def serve(
@@ -92,12 +91,6 @@ def serve(
         from tests.fakes.fake_nvml import FakeGpu, FakeNvml
 
         FakeNvml([FakeGpu(f"GPU-{i:08x}-bench") for i in range(gpus)]).install(_Setattr())
-        if nodelay:
-            from inferwatch.exposition.server import MetricsHandler
-
-            # The proposed fix, tried here: socketserver then sets TCP_NODELAY on every
-            # accepted connection, so the body does not wait behind the headers' ACK.
-            MetricsHandler.disable_nagle_algorithm = True
         # Defaults as `inferwatch exporter` has them, but no result cache: every scrape
         # collects. The collectors come from the URLs, exactly as on the command line.
         config = ExporterConfig(

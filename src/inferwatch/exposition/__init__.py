@@ -2,6 +2,7 @@
 
 from inferwatch.exposition.asgi import MetricsApp, metrics_app
 from inferwatch.exposition.auth import MetricsAuth
+from inferwatch.exposition.limits import ServerLimits
 from inferwatch.exposition.render import render
 from inferwatch.exposition.server import MetricsServer, start_metrics_server
 
@@ -9,6 +10,7 @@ __all__ = [
     "MetricsApp",
     "MetricsAuth",
     "MetricsServer",
+    "ServerLimits",
     "metrics_app",
     "render",
     "start_metrics_server",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,33 +36,38 @@ class MetricsApp:
         if scope["type"] != "http":
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await self._respond(
+            await respond(
                 send, Scrape(405, [("Allow", "GET, HEAD"), ("Content-Type", "text/plain")], b"")
             )
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if self.auth is not None and not self.auth.allows(headers.get("authorization")):
-            await self._respond(send, unauthorized(self.auth))
+            await respond(send, unauthorized(self.auth))
             return
+        query = scope.get("query_string", b"").decode("latin-1")
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(
-            _RENDER_POOL,
-            lambda: render(
-                self.registry,
-                accept=headers.get("accept", ""),
-                accept_encoding=headers.get("accept-encoding", ""),
-                query=scope.get("query_string", b"").decode("latin-1"),
-                compress=self.compress,
-            ),
-        )
-        await self._respond(send, result, head=scope["method"] == "HEAD")
+        result = await loop.run_in_executor(_RENDER_POOL, self.renderer(headers, query))
+        await respond(send, result, head=scope["method"] == "HEAD")
 
-    @staticmethod
-    async def _respond(send: Any, result: Scrape, head: bool = False) -> None:
-        headers = [(k.encode(), v.encode()) for k, v in result.headers]
-        headers.append((b"content-length", str(len(result.body)).encode()))
-        await send({"type": "http.response.start", "status": result.status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if head else result.body})
+    def renderer(self, headers: Mapping[str, str], query: str) -> Callable[[], Scrape]:
+        """The rendering of one scrape, built on the event loop and run on the render
+        thread; ``headers`` are the request's, lower-cased. A subclass may wrap it."""
+        return functools.partial(
+            render,
+            self.registry,
+            accept=headers.get("accept", ""),
+            accept_encoding=headers.get("accept-encoding", ""),
+            query=query,
+            compress=self.compress,
+        )
+
+
+async def respond(send: Any, result: Scrape, *, head: bool = False) -> None:
+    """Send ``result`` as the whole response (no body for a HEAD request)."""
+    headers = [(k.encode(), v.encode()) for k, v in result.headers]
+    headers.append((b"content-length", str(len(result.body)).encode()))
+    await send({"type": "http.response.start", "status": result.status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else result.body})
 
 
 def metrics_app(

@@ -54,12 +54,16 @@ class MetricsAuth:
         return cls(username=username, password=password)
 
     @classmethod
-    def from_env(cls) -> MetricsAuth | None:
-        """A bearer token from $INFERWATCH_METRICS_TOKEN(_FILE), or None when neither is set."""
-        if os.environ.get(TOKEN_FILE_ENV):
-            return cls.bearer(read_secret_file(os.environ[TOKEN_FILE_ENV], "metrics token"))
-        if os.environ.get(TOKEN_ENV):
-            return cls.bearer(os.environ[TOKEN_ENV])
+    def from_env(
+        cls, token_env: str = TOKEN_ENV, file_env: str = TOKEN_FILE_ENV
+    ) -> MetricsAuth | None:
+        """A bearer token from the file named by ``$file_env`` or else from ``$token_env``
+        ($INFERWATCH_METRICS_TOKEN_FILE and $INFERWATCH_METRICS_TOKEN by default), or None
+        when neither is set."""
+        if os.environ.get(file_env):
+            return cls.bearer(read_secret_file(os.environ[file_env], f"token (${file_env})"))
+        if os.environ.get(token_env):
+            return cls.bearer(os.environ[token_env])
         return None
 
     @property

@@ -1,79 +1,179 @@
-"""/metrics on a port of its own, for services that must not expose it on the public port."""
+"""/metrics on a port of its own, for services that must not expose it on the public port.
+
+The port is served by uvicorn with :mod:`inferwatch.exposition.protocol`'s limits, in a
+daemon thread running an event loop of its own: no signal handlers, no logging set-up, no
+lifespan, nothing the host application would notice. The same server carries the standalone
+exporter (:mod:`inferwatch.exporters.server`).
+"""
 
 from __future__ import annotations
 
-import sys
+import asyncio
+import logging
+import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from types import ModuleType
+from typing import Any
 
 from prometheus_client.registry import REGISTRY, Collector
 
+from inferwatch.exposition.asgi import MetricsApp, respond
 from inferwatch.exposition.auth import MetricsAuth
-from inferwatch.exposition.render import Scrape, render, unauthorized
-from inferwatch.exposition.source import scrape_registry
+from inferwatch.exposition.limits import ServerLimits
+from inferwatch.exposition.render import Scrape
+
+METRICS_PATHS = ("/metrics", "/")
+NOT_FOUND = Scrape(404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n")
+_START_TIMEOUT = 10.0  # seconds for the server thread to start listening
+_SHUTDOWN_GRACE = 2.0  # seconds for responses under way to finish on shutdown
+
+log = logging.getLogger("inferwatch.exposition")
 
 
-class MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
+def _protocol() -> ModuleType:
+    """The hardened protocol module, or an error that says what to install."""
+    try:
+        from inferwatch.exposition import protocol
+    except ImportError as exc:
+        if exc.name not in ("uvicorn", "h11"):
+            raise
+        raise ImportError(
+            "inferwatch's metrics server needs uvicorn, a dependency of inferwatch that is "
+            f"missing here ({exc}): pip install 'uvicorn>=0.29'"
+        ) from None
+    return protocol
+
+
+class MetricsServer:
+    """An ASGI app on ``host:port`` under uvicorn, in a daemon thread with its own loop.
+
+    ``.port`` and ``.server_address`` tell where it listens; ``.shutdown()`` stops it
+    (responses under way get a moment to finish) and ``.server_close()`` also releases the
+    port, as on :class:`socketserver.BaseServer`.
+    """
 
     def __init__(
-        self, address: tuple[str, int], registry: Collector, auth: MetricsAuth | None
+        self,
+        app: Any,
+        host: str,
+        port: int,
+        *,
+        limits: ServerLimits | None = None,
+        what: str = "metrics",
+        thread_name: str = "inferwatch-metrics",
     ) -> None:
-        self.registry = registry
-        self.auth = auth
-        super().__init__(address, MetricsHandler)
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A scraper that hangs up mid-request is routine, not a traceback in the service log.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
+        self._protocol = _protocol()
+        self.app = app
+        self.limits = limits or ServerLimits()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            # Bound here, not in the thread: a port in use is the caller's error to handle.
+            self.socket = socket.create_server(
+                (host, port), family=family, backlog=self.limits.max_connections
+            )
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot serve {what} on {host}:{port}: {exc.strerror}"
+            ) from None
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(_START_TIMEOUT) or self._error is not None:
+            self.server_close()
+            why = repr(self._error) if self._error is not None else "no answer from its thread"
+            raise RuntimeError(f"cannot serve {what} on {host}:{port}: {why}")
 
     @property
     def port(self) -> int:
         return self.server_address[1]
 
+    def shutdown(self) -> None:
+        """Stop serving and wait for the server thread to end."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            self._thread.join(_SHUTDOWN_GRACE + 5.0)
 
-class MetricsHandler(BaseHTTPRequestHandler):
-    server: MetricsServer
-    protocol_version = "HTTP/1.1"
-    # Headers and body go out in two writes; with Nagle on, a keep-alive scraper's delayed ACK
-    # holds the body back ~40 ms on every scrape.
-    disable_nagle_algorithm = True
+    def server_close(self) -> None:
+        """Stop serving (if still serving) and release the port."""
+        self.shutdown()
+        self.socket.close()
 
-    def do_GET(self) -> None:
-        url = urlsplit(self.path)
-        if url.path not in ("/metrics", "/"):
-            self._send(Scrape(404, [("Content-Type", "text/plain")], b"Not Found\n"))
-            return
-        auth = self.server.auth
-        if auth is not None and not auth.allows(self.headers.get("Authorization")):
-            self._send(unauthorized(auth))
-            return
-        self._send(
-            render(
-                self.server.registry,
-                accept=self.headers.get("Accept", ""),
-                accept_encoding=self.headers.get("Accept-Encoding", ""),
-                query=url.query,
-            )
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            if self._ready.is_set():  # after the start there is nobody to raise it to
+                log.exception("the %s server thread failed", self._thread.name)
+            self._error = exc
+            self._ready.set()
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        import uvicorn
+        from uvicorn.server import ServerState
+
+        settings = self._protocol.uvicorn_settings(self.limits, quiet=True)
+        config = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            interface="asgi3",
+            log_config=None,  # the host application's logging is not ours to configure
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+            **settings,
         )
+        config.load()
+        state = ServerState()
+        factory = settings["http"]
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: factory(config=config, server_state=state, app_state={}),
+            sock=self.socket,
+            backlog=self.limits.max_connections,
+        )
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+        server.close()
+        for connection in list(state.connections):
+            connection.shutdown()  # idle ones close now, busy ones after their response
+        try:
+            await asyncio.wait_for(_settled(state), _SHUTDOWN_GRACE)
+        except asyncio.TimeoutError:
+            for connection in list(state.connections):
+                connection.transport.abort()
+            for task in list(state.tasks):
+                task.cancel()
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
 
-    def _send(self, result: Scrape) -> None:
-        self.send_response(result.status)
-        for name, value in result.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(result.body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(result.body)
+async def _settled(state: Any) -> None:
+    while state.connections or state.tasks:
+        await asyncio.sleep(0.02)
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # scrapes every few seconds would flood the service's log
+
+class MetricsPort:
+    """The ASGI app of a port of its own: ``/metrics`` (and ``/``, for scrapers configured
+    with a bare address), 404 for any other path."""
+
+    def __init__(self, metrics: MetricsApp) -> None:
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] not in METRICS_PATHS:
+            await respond(send, NOT_FOUND, head=scope["method"] == "HEAD")
+            return
+        await self.metrics(scope, receive, send)
 
 
 def start_metrics_server(
@@ -82,13 +182,14 @@ def start_metrics_server(
     host: str = "0.0.0.0",
     registry: Collector = REGISTRY,
     auth: MetricsAuth | None = None,
+    limits: ServerLimits | None = None,
 ) -> MetricsServer:
     """Serve /metrics on ``host:port`` in a daemon thread. ``host="127.0.0.1"`` keeps it
     reachable from this machine only (a sidecar or node agent scrapes it). Port 0 picks a
-    free port: read it back from ``.port``."""
-    try:
-        server = MetricsServer((host, port), scrape_registry(registry), auth)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
-    threading.Thread(target=server.serve_forever, name="inferwatch-metrics", daemon=True).start()
-    return server
+    free port: read it back from ``.port``.
+
+    ``limits`` bounds what clients may cost (see :class:`ServerLimits`: 5 s to send a
+    request, 60 s idle, 64 connections by default), so no number of slow or idle clients
+    can take descriptors or threads from the service.
+    """
+    return MetricsServer(MetricsPort(MetricsApp(registry, auth=auth)), host, port, limits=limits)

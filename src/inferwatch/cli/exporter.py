@@ -49,6 +49,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="longest a collector may take before it is reported failed (default 5)",
     )
     parser.add_argument(
+        "--scrape-timeout-offset",
+        type=_seconds,
+        metavar="SECONDS",
+        help="finish the collectors this long before the scraper's own timeout, from its "
+        "X-Prometheus-Scrape-Timeout-Seconds header (default 0.5)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a connection whose request has not fully arrived after this long (default 5)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close a kept-alive connection idle this long (default 60)",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="connections held at once; past it the oldest idle one is closed (default 64)",
+    )
+    parser.add_argument(
         "--cache-ttl",
         type=_seconds,
         metavar="SECONDS",
@@ -99,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
             "port",
             "collectors",
             "collector_timeout",
+            "scrape_timeout_offset",
+            "request_timeout",
+            "idle_timeout",
+            "max_connections",
             "cache_ttl",
             "redis_url",
             "postgres_url",

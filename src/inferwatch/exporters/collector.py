@@ -16,14 +16,22 @@ vanished drops only its own series) and reports ``success 0``. A timed-out colle
 contributes no series at all: stale values are worse than none. At most one run per
 collector is in flight: while a call hangs, later scrapes wait for that same run (up to their
 own deadline) instead of starting another thread, so hung threads never pile up.
+
+A scrape's deadline is the runner's timeout, or sooner inside :func:`scrape_deadline`: the
+exporter sets it from the ``X-Prometheus-Scrape-Timeout-Seconds`` header Prometheus sends
+(:func:`timeout_from_header`), so a hung collector fails alone before Prometheus gives up on
+the whole target, whatever the scrape interval.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -35,6 +43,43 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_CACHE_TTL = 1.0
+SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
+# Left of the scraper's timeout for rendering and the network, as blackbox_exporter's
+# --timeout-offset does.
+DEFAULT_SCRAPE_TIMEOUT_OFFSET = 0.5
+
+# The monotonic time by which the scrape being rendered on this thread must be answered.
+_SCRAPE_DEADLINE: ContextVar[float | None] = ContextVar("inferwatch_scrape_deadline", default=None)
+
+
+def timeout_from_header(
+    value: str | None, *, offset: float = DEFAULT_SCRAPE_TIMEOUT_OFFSET
+) -> float | None:
+    """The seconds the collectors may take for a scrape whose scraper gives up after
+    ``value`` seconds (the header's text): ``value - offset``, but never less than half of
+    ``value``, so a short scrape timeout still leaves the collectors something. None when
+    the header is absent or not a positive finite number (anyone can send it; a bad one is
+    ignored, not an error)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    if not math.isfinite(seconds) or seconds <= 0:
+        return None
+    return max(seconds - offset, seconds / 2)
+
+
+@contextlib.contextmanager
+def scrape_deadline(deadline: float | None) -> Iterator[None]:
+    """Runners collecting inside the block finish by ``deadline`` (``time.monotonic()``),
+    or by their own timeout if that comes first. None: their own timeout only."""
+    token = _SCRAPE_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _SCRAPE_DEADLINE.reset(token)
 
 
 @runtime_checkable
@@ -125,12 +170,12 @@ class _Slot:
     def timed_out(self, run: _Run, deadline: float) -> _Result:
         with self.lock:
             self.timeouts += 1
+        # A scrape that waited behind another may reach its deadline before this run began.
+        waited = max(0.0, deadline - run.started)
         if self.last_ok:
-            log.warning(
-                "collector %s timed out after %.3gs", self.collector.name, deadline - run.started
-            )
+            log.warning("collector %s timed out after %.3gs", self.collector.name, waited)
         self.last_ok = False
-        return _Result([], False, deadline - run.started, deadline, "timeout")
+        return _Result([], False, waited, deadline, "timeout")
 
 
 class CollectorRunner:
@@ -166,6 +211,9 @@ class CollectorRunner:
     def collect(self) -> Iterator[Metric]:
         now = time.monotonic()
         deadline = now + self.timeout
+        scrape = _SCRAPE_DEADLINE.get()
+        if scrape is not None:
+            deadline = min(deadline, scrape)
         # Start every collector before waiting on any, so the scrape takes as long as the
         # slowest collector, not the sum of them.
         started = [(slot, slot.start(now, self.cache_ttl)) for slot in self.slots]

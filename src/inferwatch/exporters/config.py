@@ -6,6 +6,7 @@ The config file is TOML (``.toml``), YAML (``.yaml``/``.yml``, needs PyYAML) or 
     port = 9841
     collectors = ["host", "gpu"]
     collector_timeout = 3.0
+    max_connections = 64
     redis_url = "redis://:secret@cache:6379/0"
     pids = [1234]
 
@@ -28,9 +29,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from inferwatch.exporters.collector import DEFAULT_CACHE_TTL, DEFAULT_TIMEOUT
+from inferwatch.exporters.collector import (
+    DEFAULT_CACHE_TTL,
+    DEFAULT_SCRAPE_TIMEOUT_OFFSET,
+    DEFAULT_TIMEOUT,
+)
 from inferwatch.exporters.redact import redact_text, redact_url, url_secrets
 from inferwatch.exposition.auth import read_secret_file
+from inferwatch.exposition.limits import ServerLimits
+
+_LIMITS = ServerLimits()
 
 DEFAULT_PORT = 9841
 COLLECTOR_MODULES = {
@@ -58,11 +66,25 @@ class ExporterConfig:
     port: int = DEFAULT_PORT
     collectors: tuple[str, ...] | None = None  # None: the defaults plus URL-enabled ones
     collector_timeout: float = DEFAULT_TIMEOUT
+    # Taken off the scraper's X-Prometheus-Scrape-Timeout-Seconds for the collectors' deadline.
+    scrape_timeout_offset: float = DEFAULT_SCRAPE_TIMEOUT_OFFSET
     cache_ttl: float = DEFAULT_CACHE_TTL
     redis_url: str | None = field(default=None, repr=False)
     postgres_url: str | None = field(default=None, repr=False)
     pids: tuple[int, ...] = ()
     memory_growth_window: float = 600.0
+    # What a client may cost the server (see ServerLimits).
+    request_timeout: float = _LIMITS.request_timeout
+    idle_timeout: float = _LIMITS.idle_timeout
+    max_connections: int = _LIMITS.max_connections
+
+    @property
+    def limits(self) -> ServerLimits:
+        return ServerLimits(
+            request_timeout=self.request_timeout,
+            idle_timeout=self.idle_timeout,
+            max_connections=self.max_connections,
+        )
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -142,6 +164,12 @@ def _url(key: str, value: Any) -> str:
     return value
 
 
+def _count(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key!r} must be a positive integer, got {value!r}")
+    return value
+
+
 def _pids(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, list) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
@@ -155,11 +183,15 @@ KEYS: dict[str, Callable[[str, Any], Any]] = {
     "port": _port,
     "collectors": _collectors,
     "collector_timeout": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+    "scrape_timeout_offset": lambda k, v: _number(k, v, minimum=0, inclusive=True),
     "cache_ttl": lambda k, v: _number(k, v, minimum=0, inclusive=True),
     "redis_url": _url,
     "postgres_url": _url,
     "pids": _pids,
     "memory_growth_window": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+    "request_timeout": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+    "idle_timeout": lambda k, v: _number(k, v, minimum=0, inclusive=False),
+    "max_connections": _count,
 }
 
 

@@ -1,6 +1,9 @@
 """The standalone exporter: enabled collectors behind a :class:`CollectorRunner`, served on
 ``/metrics`` by :mod:`inferwatch.exposition` (same formats, gzip and auth as the in-app
-endpoint), with a landing page on ``/`` listing the collectors.
+endpoint, the same hardened server as a separate metrics port), with a landing page on ``/``
+listing the collectors. Each scrape's collectors finish within the scraper's own timeout
+(``X-Prometheus-Scrape-Timeout-Seconds`` less ``scrape_timeout_offset``) or the configured
+``collector_timeout``, whichever is shorter.
 """
 
 from __future__ import annotations
@@ -8,14 +11,20 @@ from __future__ import annotations
 import html
 import importlib
 import logging
-import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
 
 from prometheus_client.registry import CollectorRegistry
 
-from inferwatch.exporters.collector import Collector, CollectorRunner
+from inferwatch.exporters.collector import (
+    SCRAPE_TIMEOUT_HEADER,
+    Collector,
+    CollectorRunner,
+    scrape_deadline,
+    timeout_from_header,
+)
 from inferwatch.exporters.config import (
     COLLECTOR_MODULES,
     URL_COLLECTORS,
@@ -23,9 +32,10 @@ from inferwatch.exporters.config import (
     ExporterConfig,
 )
 from inferwatch.exporters.redact import redact_url
+from inferwatch.exposition.asgi import MetricsApp, respond
 from inferwatch.exposition.auth import MetricsAuth
 from inferwatch.exposition.render import Scrape, unauthorized
-from inferwatch.exposition.server import MetricsHandler, MetricsServer
+from inferwatch.exposition.server import NOT_FOUND, MetricsServer
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +78,65 @@ def build_registry(
     return registry, runner
 
 
-class _ExporterServer(MetricsServer):
-    landing: bytes
+class _ExporterMetrics(MetricsApp):
+    """/metrics of the exporter: the collectors finish within the scraper's own timeout."""
+
+    def __init__(self, registry: CollectorRegistry, config: ExporterConfig, **kwargs: Any) -> None:
+        super().__init__(registry, **kwargs)
+        # The exporter's registry as it is: the multiprocess directory that
+        # PROMETHEUS_MULTIPROC_DIR may name is the service's business, not the exporter's.
+        self.registry = registry
+        self.offset = config.scrape_timeout_offset
+
+    def renderer(self, headers: Mapping[str, str], query: str) -> Callable[[], Scrape]:
+        render = super().renderer(headers, query)
+        budget = timeout_from_header(headers.get(SCRAPE_TIMEOUT_HEADER.lower()), offset=self.offset)
+        # Counted from now, on the event loop: a scrape queued behind another on the render
+        # thread must not get its whole budget again once its turn comes.
+        deadline = None if budget is None else time.monotonic() + budget
+
+        def bounded() -> Scrape:
+            with scrape_deadline(deadline):
+                return render()
+
+        return bounded
 
 
-class _ExporterHandler(MetricsHandler):
-    server: _ExporterServer
+class ExporterApp:
+    """The exporter's ASGI app: the landing page on ``/``, the metrics on ``/metrics``."""
 
-    def do_GET(self) -> None:
-        if urlsplit(self.path).path != "/":
-            super().do_GET()
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        config: ExporterConfig,
+        landing: bytes,
+        auth: MetricsAuth | None,
+    ) -> None:
+        self.metrics = _ExporterMetrics(registry, config, auth=auth)
+        self.auth = auth
+        self.landing = Scrape(200, [("Content-Type", "text/html; charset=utf-8")], landing)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
             return
-        auth = self.server.auth
-        if auth is not None and not auth.allows(self.headers.get("Authorization")):
-            self._send(unauthorized(auth))
-            return
-        self._send(Scrape(200, [("Content-Type", "text/html; charset=utf-8")], self.server.landing))
+        path, head = scope["path"], scope["method"] == "HEAD"
+        if path == "/metrics":
+            await self.metrics(scope, receive, send)
+        elif path != "/":
+            await respond(send, NOT_FOUND, head=head)
+        elif scope["method"] not in ("GET", "HEAD"):
+            await respond(send, Scrape(405, [("Allow", "GET, HEAD")], b""))
+        elif self.auth is not None and not self.auth.allows(_authorization(scope)):
+            await respond(send, unauthorized(self.auth), head=head)
+        else:
+            await respond(send, self.landing, head=head)
+
+
+def _authorization(scope: dict[str, Any]) -> str | None:
+    for name, value in scope["headers"]:
+        if name.lower() == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def landing_page(config: ExporterConfig, names: Sequence[str]) -> bytes:
@@ -117,7 +170,6 @@ class Exporter:
         return f"http://{host}:{self.port}"
 
     def close(self) -> None:
-        self.server.shutdown()
         self.server.server_close()
         for slot in self.runner.slots:
             close = getattr(slot.collector, "close", None)
@@ -133,21 +185,13 @@ def start_exporter(
 ) -> Exporter:
     """Serve the exporter in a daemon thread; ``collectors`` replaces the configured ones."""
     registry, runner = build_registry(config, collectors)
-    # MetricsServer directly rather than start_metrics_server: the latter swaps in the
-    # multiprocess registry when PROMETHEUS_MULTIPROC_DIR is set, which is the service's
-    # business, not the exporter's.
-    try:
-        server = _ExporterServer((config.host, config.port), registry, auth)
-    except OSError as exc:
-        raise OSError(
-            exc.errno, f"cannot serve on {config.host}:{config.port}: {exc.strerror}"
-        ) from None
-    server.RequestHandlerClass = _ExporterHandler
-    server.landing = landing_page(config, runner.names)
-    threading.Thread(
-        # a short poll interval makes close() prompt; the idle cost is negligible
-        target=lambda: server.serve_forever(poll_interval=0.1),
-        name="inferwatch-exporter",
-        daemon=True,
-    ).start()
+    app = ExporterApp(registry, config, landing_page(config, runner.names), auth)
+    server = MetricsServer(
+        app,
+        config.host,
+        config.port,
+        limits=config.limits,
+        what="the exporter",
+        thread_name="inferwatch-exporter",
+    )
     return Exporter(server, runner, config)

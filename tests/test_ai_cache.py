@@ -1,20 +1,29 @@
-"""Cache metrics: the instrumented cache (sync/async, LRU, TTL) and the adapter."""
+"""Cache metrics: the instrumented cache (sync/async, LRU, TTL) and the adapter; the Redis
+backend's size on a real server (cost flat in the cache size, exact under TTL expiry and
+racing writers)."""
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+import redis
 from prometheus_client import CollectorRegistry
+from pytest_redis.executor import RedisExecutor
 
-from inferwatch.ai import OTHER, CacheMetrics, InstrumentedCache, instrumented_cache
+from inferwatch.ai import OTHER, CacheMetrics, InstrumentedCache, RedisBackend, instrumented_cache
+from inferwatch.ai.redis_backend import PRUNE_PER_WRITE
 from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.counter import CounterChild
 from inferwatch.metrics.gauge import GaugeChild
 from inferwatch.metrics.histogram import HistogramChild
-from tests.support import Exact, exact, registry_samples
+from tests.support import Exact, exact, registry_samples, wait_until
+from tests.support.backends import redis_url
 
 Scrape = Exact
 GETS = "inferwatch_cache_gets_total"
@@ -353,3 +362,131 @@ def test_broken_metrics_leave_the_cache_working(monkeypatch: pytest.MonkeyPatch)
     assert [f(1), f(1), f(2), f(1)] == [1, 1, 2, 1]
     assert calls == 3
     f.cache.clear()  # type: ignore[attr-defined]
+
+
+# -- the Redis backend on a real server ---------------------------------------------------------
+def redis_db(server: RedisExecutor, db: int) -> redis.Redis:
+    """A client on database ``db``, emptied: the session's server outlives each test."""
+    client = redis.Redis.from_url(redis_url(server, db=db))
+    client.flushdb()
+    return client
+
+
+def miss_and_store_seconds(cache: InstrumentedCache, key: str) -> float:
+    started = time.perf_counter()
+    cache.get_or_load(key, lambda: {"audio": key})
+    return time.perf_counter() - started
+
+
+def test_redis_store_cost_does_not_grow_with_the_cache(redis_server: RedisExecutor) -> None:
+    # Two databases: a SCAN walks the whole database whatever its MATCH, so an empty prefix
+    # beside 50,000 keys would not be an empty cache to it.
+    empty_db, full_db = redis_db(redis_server, 2), redis_db(redis_server, 3)
+    reg = CollectorRegistry()
+    empty = InstrumentedCache("empty", backend=RedisBackend(empty_db, registry=reg), registry=reg)
+    full_backend = RedisBackend(full_db, registry=reg)
+    full = InstrumentedCache("full", backend=full_backend, registry=reg)
+    filled = 50_000
+    with full_db.pipeline(transaction=False) as pipe:
+        for i in range(filled):
+            pipe.set(full_backend.key(f"prompt-{i}"), '"x"')
+        pipe.execute()
+    # Written around the backend, so counted once by the off-request-path rescan.
+    assert full_backend.reindex() == filled
+
+    times: dict[str, list[float]] = {"empty": [], "full": []}
+    for round_ in range(20):  # alternating slices: a busy neighbour slows both alike
+        for name, cache in (("empty", empty), ("full", full))[:: 1 if round_ % 2 else -1]:
+            times[name] += [miss_and_store_seconds(cache, f"new-{round_}-{i}") for i in range(20)]
+    ratio = statistics.median(times["full"]) / statistics.median(times["empty"])
+    assert ratio < 2.0, f"a miss+store at {filled} keys costs {ratio:.1f}x one at 0 keys"
+
+    stored = len(times["full"])
+    c = counts(reg, "full")
+    assert (c["miss"], c["puts"], c["entries"]) == (stored, stored, filled + stored)
+    assert counts(reg, "empty")["entries"] == stored
+    assert [name for name, _ in scrape(reg) if name == ERRORS] == []
+    for client in (empty_db, full_db):
+        client.flushdb()
+        client.close()
+
+
+def test_redis_size_follows_ttl_expiry(redis_server: RedisExecutor) -> None:
+    client = redis_db(redis_server, 4)
+    reg = CollectorRegistry()
+    # Two workers sharing one prefix: one with a TTL, one without.
+    short = RedisBackend(client, prefix="tts:", ttl=0.2, registry=reg)
+    lasting = RedisBackend(client, prefix="tts:", registry=reg)
+    for i in range(200):
+        short.set(f"brief-{i}", i)
+    for i in range(5):
+        lasting.set(f"kept-{i}", i)
+    assert short.size() == 205
+    # The count drops with Redis's own expiry, no write needed.
+    wait_until(lambda: short.size() == 5, timeout=10, message=lambda: f"size {short.size()}")
+    assert client.get("tts:brief-0") is None
+    assert client.zcard(short.index_key) == 205  # the dead members are still in the index
+    lasting.set("kept-5", 5)  # each write drops at most PRUNE_PER_WRITE of them
+    assert client.zcard(short.index_key) == 206 - PRUNE_PER_WRITE
+    assert lasting.size() == 6
+    assert short.clear() == 6
+    assert (short.size(), client.zcard(short.index_key)) == (0, 0)
+    client.close()
+
+
+def processed(client: redis.Redis, since: int = 0) -> int:
+    """Commands the server has run, since ``since``."""
+    return int(client.info("stats")["total_commands_processed"]) - since
+
+
+def test_redis_size_is_exact_under_racing_writers_and_deleters(
+    redis_server: RedisExecutor,
+) -> None:
+    client = redis_db(redis_server, 5)
+    backend = RedisBackend(client, prefix="race:", registry=CollectorRegistry())
+    keys = ["k0", "k1"]  # two keys: writers and deleters are always on the same ones
+
+    def race(change: Callable[[str], object], stop: threading.Event) -> None:
+        # Every thread runs until the same moment, so the last changes of a key race too.
+        while not stop.is_set():
+            for key in keys:
+                change(key)
+
+    for round_ in range(10):
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=race, args=(change, stop))
+            for change in (lambda k: backend.set(k, 1), backend.delete) * 4
+        ]
+        since = processed(client)
+        for thread in threads:
+            thread.start()
+        wait_until(lambda s=since: processed(client, s) > 1000, 60, message="1000 changes")
+        stop.set()
+        for thread in threads:
+            thread.join()
+        live = sum(1 for _ in client.scan_iter(match="race:*"))
+        assert (backend.size(), client.zcard(backend.index_key)) == (live, live), round_
+    client.flushdb()
+    client.close()
+
+
+def test_redis_reindex_counts_keys_written_around_the_backend(
+    redis_server: RedisExecutor,
+) -> None:
+    client = redis_db(redis_server, 6)
+    backend = RedisBackend(client, prefix="t[1]:", registry=CollectorRegistry())
+    assert backend.index_key == "t[1]#index"  # outside the prefix: clear() never removes it
+    backend.set("a", 1)
+    backend.set("b", 2)
+    client.set("t[1]:plain", "1")  # a peer writing with a plain SET
+    client.set("t[1]:short", "1", px=60_000)
+    client.delete("t[1]:a")  # deleted by hand
+    assert backend.size() == 2  # what the index knows
+    assert backend.reindex() == 3  # b, plain, short
+    assert client.zscore(backend.index_key, "t[1]:plain") == float("inf")
+    assert backend.delete("short") is True
+    assert backend.delete("short") is False
+    assert backend.size() == 2
+    assert backend.clear() == 2
+    client.close()

@@ -50,7 +50,7 @@ def test_postgres_and_redis_backends(
     assert m.value(GETS, result="miss", **CACHE) == 1
     assert m.value(GETS, result="hit", **CACHE) == 1
     assert m.value(OPERATIONS, db_operation_name="GET", **REDIS) == 2
-    assert m.value(OPERATIONS, db_operation_name="SET", **REDIS) == 1
+    assert m.value(OPERATIONS, db_operation_name="EVAL", **REDIS) == 2  # store, then size
     assert m.value("db_client_connection_max", **REDIS) == 8
     assert m.value("db_client_connection_max", **PG) == 5
     assert m.value(OPERATIONS, db_operation_name="INSERT", **PG) == 2

@@ -47,7 +47,9 @@ class CacheBackend(Protocol):
 
     A backend reports the evictions it decides itself (``size``, ``ttl``) by calling
     ``on_evict(reason, count)``, which the cache sets; a backend that cannot see them (a
-    server-side TTL) simply never calls it. ``size()`` may return None when unknown.
+    server-side TTL) simply never calls it. ``size()`` may return None when unknown; the
+    cache calls it after every store and eviction, on the request path, so it must cost the
+    same whatever the size (a count kept as entries come and go, never a scan).
     """
 
     on_evict: EvictionListener | None

@@ -7,10 +7,7 @@ broken route tree cannot pass unnoticed.
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +16,12 @@ import yaml
 
 from inferwatch import alertmanager
 from inferwatch.alertmanager import Timing, render_alertmanager_config
+from tests.support.amtool import amtool, route_test
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 CASES_FILE = ROOT / "deploy" / "alertmanager" / "routing_tests.yaml"
 CASES: list[dict[str, Any]] = yaml.safe_load(CASES_FILE.read_text(encoding="utf-8"))["cases"]
-
-
-def amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("amtool")
-    if exe is None:
-        pytest.skip("amtool (Debian package prometheus-alertmanager) is not installed")
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=30)
-
-
-def route_test(config: Path, labels: dict[str, str], receivers: list[str]) -> Any:
-    # Quoted values: routes like /v1/jobs/{job_id} hold characters amtool would misread.
-    matchers = [f"{name}={json.dumps(value)}" for name, value in labels.items()]
-    return amtool(
-        "config",
-        "routes",
-        "test",
-        f"--config.file={config}",
-        f"--verify.receivers={','.join(receivers)}",
-        *matchers,
-    )
 
 
 def test_committed_config_is_the_default_rendering() -> None:
@@ -109,9 +87,41 @@ def test_timings_page_faster_than_chat_and_heartbeat_repeats_often() -> None:
         {
             "source_matchers": ['severity="critical"'],
             "target_matchers": ['severity="warning"'],
-            "equal": ["alertname", "service"],
+            "equal": alertmanager.identity_labels(),
         }
     ]
+
+
+def _aggregation_labels(expr: str) -> set[str]:
+    return {
+        label.strip()
+        for clause in re.findall(r"\bby \(([^)]*)\)", expr)
+        for label in clause.split(",")
+    } - {"le"}
+
+
+def test_inhibition_compares_every_label_an_alert_is_aggregated_by() -> None:
+    # Read from the generated rules, independently of the catalogue the config derives from:
+    # every label a recorded series an alert reads is aggregated by must be compared.
+    rules = ROOT / "alerts"
+    recorded = {
+        r["record"]: _aggregation_labels(r["expr"])
+        for g in yaml.safe_load((rules / "recording_rules.yaml").read_text())["groups"]
+        for r in g["rules"]
+    }
+    alerts = [
+        r
+        for g in yaml.safe_load((rules / "alert_rules.yaml").read_text())["groups"]
+        for r in g["rules"]
+    ]
+    equal = set(alertmanager.identity_labels())
+    checked = set()
+    for alert in alerts:
+        for series in re.findall(r"[a-z_]+:[a-z0-9_]+:[a-z0-9_]+", alert["expr"]):
+            assert recorded[series] <= equal, (alert["alert"], series, recorded[series] - equal)
+            checked.add(alert["alert"])
+    assert len(checked) >= 20  # every threshold and SLO alert reads a recorded series
+    assert {"instance", "http_route", "model", "gpu", "cache"} <= equal
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

@@ -13,7 +13,7 @@ from inferwatch.deploy import compose, kubernetes
 from tests.support.server import inferwatch_command
 
 ROOT = Path(__file__).resolve().parent.parent
-DEPLOY_PRODUCERS = {"deploy", "kubernetes", "kubernetes-dashboards"}
+DEPLOY_PRODUCERS = {"deploy", "alertmanager", "kubernetes", "kubernetes-dashboards"}
 
 
 def deploy_producers() -> list[generate.Producer]:

@@ -44,9 +44,12 @@ def dashboard_url(thresholds: Thresholds, uid: str) -> str:
 def annotations(
     thresholds: Thresholds, alert: str, uid: str, summary: str, description: str
 ) -> dict[str, str]:
-    return {
+    found = {
         "summary": summary,
         "description": description,
         "runbook_url": runbook_url(thresholds, alert),
-        "dashboard_url": dashboard_url(thresholds, uid),
     }
+    # A deployment without Grafana (grafana_base_url "") gets no link rather than a dead one.
+    if thresholds.settings.grafana_base_url:
+        found["dashboard_url"] = dashboard_url(thresholds, uid)
+    return found

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inferwatch import alertmanager
 from inferwatch.alerts import alerting, recording, runbooks, unit_tests
 from inferwatch.alerts.adjust import (
     scale_for,
@@ -107,6 +108,8 @@ PRODUCERS: list[Producer] = [
     Producer("runbooks", ("alerts/runbooks",), _runbooks),
     Producer("tests", ("alerts/tests",), _tests),
     Producer("deploy", (compose.OUT_DIR,), compose.files),
+    # One file in a folder of hand-written ones (README, routing cases): it owns no folder.
+    Producer("alertmanager", (), alertmanager.files),
     Producer("kubernetes", (kubernetes.OUT_DIR,), kubernetes.files),
 ]
 # The dashboards' ConfigMaps need grafanalib (the `dashboards` extra) like the dashboards

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from inferwatch.alertmanager import alertmanager_config
+from inferwatch.alertmanager import Timing, alertmanager_config
 
 API_VERSION = "monitoring.coreos.com/v1alpha1"
 
@@ -78,9 +78,10 @@ def inhibit_rule(native: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def spec(sink_url: str) -> dict[str, Any]:
-    """The ``spec`` of an AlertmanagerConfig whose receivers post to ``sink_url``."""
-    native = alertmanager_config(sink_url)
+def spec(sink_url: str, *, timings: Mapping[str, Timing] | Timing | None = None) -> dict[str, Any]:
+    """The ``spec`` of an AlertmanagerConfig whose receivers post to ``sink_url``
+    (``timings`` as for :func:`inferwatch.alertmanager.alertmanager_config`)."""
+    native = alertmanager_config(sink_url, timings=timings)
     _only(native, {"global", "route", "receivers", "inhibit_rules"}, "configuration")
     return {
         "route": route(native["route"]),

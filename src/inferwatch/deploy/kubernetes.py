@@ -1,27 +1,35 @@
 """Manifests for a cluster running kube-prometheus-stack (the Prometheus Operator).
 
 Every resource is generated from the sources the other deployments use: the PrometheusRule
-holds exactly the recording and alerting groups of ``alerts/*.yaml``, the AlertmanagerConfig
-is converted from ``inferwatch.alertmanager``, each dashboard ConfigMap carries the JSON of
-``dashboards/``. Render for another namespace, release or sink without touching the committed
-defaults::
+holds the recording and alerting groups of ``alerts/*.yaml``, the AlertmanagerConfig is
+converted from ``inferwatch.alertmanager``, each dashboard ConfigMap carries the JSON of
+``dashboards/``, and the exporter and the alert sink run as in ``docker-compose.yml``
+(``workloads``). Render for another namespace, release, sink or Grafana without touching
+the committed defaults::
 
     python -m inferwatch.deploy.kubernetes --namespace ml --release prom -o manifests/
+
+The Prometheus Operator nests an AlertmanagerConfig's routes under a ``namespace="<its
+namespace>"`` matcher (its default ``alertmanagerConfigMatcherStrategy``, OnNamespace), and
+most of our alerts aggregate ``namespace`` away; so every alerting rule here carries that
+namespace as a static label, or its alerts would fall through to the chart's root receiver.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from inferwatch import __version__
 from inferwatch.alerts import alerting, recording
 from inferwatch.alerts.render import to_yaml
 from inferwatch.alerts.thresholds import Thresholds, load_thresholds
-from inferwatch.deploy import alertmanager_crd
+from inferwatch.deploy import alertmanager_crd, workloads
 from inferwatch.deploy.compose import JOB_API, SCRAPE_INTERVAL
 from inferwatch.stack.prometheus_config import JOB_EXPORTER
 
@@ -32,19 +40,68 @@ KUSTOMIZE = "kustomize.config.k8s.io/v1beta1"
 PART_OF = {"app.kubernetes.io/part-of": "inferwatch"}
 # The label (and value) kube-prometheus-stack's Grafana sidecar loads dashboards by.
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+CHART_VALUES = f"{OUT_DIR}/chart-values.yaml"  # for `helm install -f`, not for kustomize
+
+# kube-prometheus-stack's default `alertmanager.config.inhibit_rules` (chart 67.8.0; a test
+# compares them with the chart's values). Helm replaces lists, so overriding one rule
+# means restating them all.
+CHART_INHIBIT_RULES: tuple[dict[str, list[str]], ...] = (
+    {
+        "source_matchers": ["severity = critical"],
+        "target_matchers": ["severity =~ warning|info"],
+        "equal": ["namespace", "alertname"],
+    },
+    {
+        "source_matchers": ["severity = warning"],
+        "target_matchers": ["severity = info"],
+        "equal": ["namespace", "alertname"],
+    },
+    {
+        "source_matchers": ["alertname = InfoInhibitor"],
+        "target_matchers": ["severity = info"],
+        "equal": ["namespace"],
+    },
+    {"target_matchers": ["alertname = InfoInhibitor"]},
+)
+
+
+ScrapeAuth = Literal["none", "bearer", "basic"]
+# Keys of the Secret a protected API's ServiceMonitor reads its credentials from.
+TOKEN_KEY = "token"
+USERNAME_KEY, PASSWORD_KEY = "username", "password"
 
 
 @dataclass(frozen=True)
 class Settings:
+    # Where every resource lives, and the `namespace` label of every alert: the operator
+    # routes only alerts of the AlertmanagerConfig's own namespace to its receivers.
     namespace: str = "inferwatch"
     # kube-prometheus-stack's Prometheus selects ServiceMonitors and PrometheusRules carrying
     # `release: <its Helm release name>`; anything else is silently ignored.
     release: str = "kube-prometheus-stack"
     sink_url: str | None = None  # None: the alert sink's Service in `namespace`
+    image: str = f"inferwatch:{__version__}"  # of the exporter and the alert sink
+    # How Prometheus authenticates to the API's /metrics: with the Secret `api_secret`'s
+    # `token` (bearer) or `username` and `password` (basic); the secret stays in the Secret.
+    api_auth: ScrapeAuth = "none"
+    api_secret: str = "inferwatch-api-metrics"
+    # dashboard_url = <this>/d/<uid>; None: the annotation is left out, since the chart's
+    # Grafana has no address that works outside the cluster until you give it one.
+    grafana_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.api_auth not in ("none", "bearer", "basic"):
+            raise ValueError(f"api_auth must be none, bearer or basic, got {self.api_auth!r}")
+        if self.grafana_url is not None and not self.grafana_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(f"grafana_url must be an http(s) URL, got {self.grafana_url!r}")
 
     @property
     def webhook_base(self) -> str:
-        return self.sink_url or f"http://inferwatch-alert-sink.{self.namespace}.svc:9095"
+        return self.sink_url or (
+            f"http://{workloads.ALERT_SINK.name}.{self.namespace}.svc:{workloads.ALERT_SINK.port}"
+        )
 
 
 @dataclass(frozen=True)
@@ -54,12 +111,26 @@ class Scraped:
     job: str
     port: str  # the Service's port *name*
     what: str
+    protected: bool = False  # scraped with Settings.api_auth
+    # Relabelings after the job's: the exporter's `instance` is its node, not a pod address.
+    relabelings: tuple[dict[str, Any], ...] = ()
 
 
 # Job names must stay those of alerts/*.yaml (TargetDown, TargetAbsent, service labels).
 SCRAPED = (
-    Scraped(JOB_API, "http", "the instrumented FastAPI service"),
-    Scraped(JOB_EXPORTER, "metrics", "the standalone exporter"),
+    Scraped(JOB_API, "http", "the instrumented FastAPI service", protected=True),
+    Scraped(
+        JOB_EXPORTER,
+        workloads.EXPORTER.port_name,
+        "the standalone exporter",
+        relabelings=(
+            {
+                "action": "replace",
+                "sourceLabels": ["__meta_kubernetes_pod_node_name"],
+                "targetLabel": "instance",
+            },
+        ),
+    ),
 )
 
 
@@ -67,35 +138,78 @@ def _metadata(name: str, settings: Settings, labels: dict[str, str]) -> dict[str
     return {"name": name, "namespace": settings.namespace, "labels": {**PART_OF, **labels}}
 
 
+def _secret_key(settings: Settings, key: str) -> dict[str, str]:
+    return {"name": settings.api_secret, "key": key}
+
+
+def scrape_auth(settings: Settings) -> dict[str, Any]:
+    """The endpoint fields that make Prometheus authenticate (none without ``api_auth``)."""
+    if settings.api_auth == "bearer":
+        return {
+            "authorization": {"type": "Bearer", "credentials": _secret_key(settings, TOKEN_KEY)}
+        }
+    if settings.api_auth == "basic":
+        return {
+            "basicAuth": {
+                "username": _secret_key(settings, USERNAME_KEY),
+                "password": _secret_key(settings, PASSWORD_KEY),
+            }
+        }
+    return {}
+
+
 def service_monitor(scraped: Scraped, settings: Settings) -> dict[str, Any]:
+    endpoint = {
+        "port": scraped.port,
+        "path": "/metrics",
+        "interval": SCRAPE_INTERVAL,
+        **(scrape_auth(settings) if scraped.protected else {}),
+        # The operator names the job after the Service; the rules need ours.
+        "relabelings": [
+            {"action": "replace", "targetLabel": "job", "replacement": scraped.job},
+            *scraped.relabelings,
+        ],
+    }
     return {
         "apiVersion": MONITORING,
         "kind": "ServiceMonitor",
         "metadata": _metadata(scraped.job, settings, {"release": settings.release}),
         "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": scraped.job}},
-            "endpoints": [
-                {
-                    "port": scraped.port,
-                    "path": "/metrics",
-                    "interval": SCRAPE_INTERVAL,
-                    # The operator names the job after the Service; the rules need ours.
-                    "relabelings": [
-                        {"action": "replace", "targetLabel": "job", "replacement": scraped.job}
-                    ],
-                }
-            ],
+            "selector": {"matchLabels": {workloads.NAME_LABEL: scraped.job}},
+            "endpoints": [endpoint],
         },
     }
 
 
+def _with_namespace(group: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """``group`` with ``namespace`` as a static label of every alerting rule. A static label
+    wins over the series' own, so an alert that kept its pods' namespace gets the same."""
+    rules = [
+        {**rule, "labels": {**rule.get("labels", {}), "namespace": namespace}}
+        if "alert" in rule
+        else rule
+        for rule in group["rules"]
+    ]
+    return {**group, "rules": rules}
+
+
 def prometheus_rule(thresholds: Thresholds, settings: Settings) -> dict[str, Any]:
+    linked = dataclasses.replace(
+        thresholds.settings, grafana_base_url=(settings.grafana_url or "").rstrip("/")
+    )
+    alerts = alerting.groups(dataclasses.replace(thresholds, settings=linked))
     return {
         "apiVersion": MONITORING,
         "kind": "PrometheusRule",
         "metadata": _metadata("inferwatch", settings, {"release": settings.release}),
-        # The very groups `inferwatch generate` writes to alerts/*.yaml, in the same order.
-        "spec": {"groups": [*recording.groups(thresholds), *alerting.groups(thresholds)]},
+        # The groups `inferwatch generate` writes to alerts/*.yaml, in the same order; the
+        # alerts labelled with their namespace and linked to this cluster's Grafana.
+        "spec": {
+            "groups": [
+                *recording.groups(thresholds),
+                *(_with_namespace(group, settings.namespace) for group in alerts),
+            ]
+        },
     }
 
 
@@ -105,6 +219,52 @@ def alertmanager_config(settings: Settings) -> dict[str, Any]:
         "kind": "AlertmanagerConfig",
         "metadata": _metadata("inferwatch", settings, {"release": settings.release}),
         "spec": alertmanager_crd.spec(settings.webhook_base),
+    }
+
+
+def chart_inhibit_rules(settings: Settings) -> list[dict[str, list[str]]]:
+    """The chart's inhibit rules, leaving the alerts of ``settings.namespace`` alone.
+
+    The chart's first two rules compare only ``namespace`` and ``alertname``: with every
+    inferwatch alert in one namespace, a critical HostHighCPUUsage on one host would hide
+    the warning on every other. Our AlertmanagerConfig brings its own rule, which compares
+    the labels that identify the alerted object, so the chart's must skip our namespace.
+    """
+    ours = f'namespace!="{settings.namespace}"'
+    rules = []
+    for rule in CHART_INHIBIT_RULES:
+        rule = {key: list(value) for key, value in rule.items()}
+        if rule.get("equal") == ["namespace", "alertname"]:
+            rule["target_matchers"].append(ours)
+        rules.append(rule)
+    return rules
+
+
+def chart_values(settings: Settings) -> dict[str, Any]:
+    """Values for kube-prometheus-stack under which these manifests work as tested."""
+    return {
+        "prometheus": {
+            "prometheusSpec": {
+                # The defaults, spelled out: ServiceMonitors and PrometheusRules are picked up
+                # by their `release` label.
+                "serviceMonitorSelectorNilUsesHelmValues": True,
+                "ruleSelectorNilUsesHelmValues": True,
+            }
+        },
+        # alertmanagerConfigMatcherStrategy stays the default (OnNamespace): our alerts carry
+        # their namespace, and other namespaces' alerts never reach our receivers.
+        "alertmanager": {"config": {"inhibit_rules": chart_inhibit_rules(settings)}},
+        "grafana": {
+            "sidecar": {
+                "dashboards": {
+                    "enabled": True,
+                    "label": next(iter(DASHBOARD_LABEL)),
+                    "labelValue": DASHBOARD_LABEL["grafana_dashboard"],
+                    # The ConfigMaps live in our namespace, not in Grafana's.
+                    "searchNamespace": "ALL",
+                }
+            }
+        },
     }
 
 
@@ -132,20 +292,43 @@ def dashboard_config_map(path: str, text: str, settings: Settings) -> dict[str, 
     }
 
 
+def _auth_note(scraped: Scraped, settings: Settings) -> str:
+    if not scraped.protected:
+        return ""
+    if settings.api_auth == "bearer":
+        keys = f"key {TOKEN_KEY!r}"
+    elif settings.api_auth == "basic":
+        keys = f"keys {USERNAME_KEY!r} and {PASSWORD_KEY!r}"
+    else:
+        return "\nUnprotected /metrics; render with --api-auth bearer|basic for a protected one."
+    return f"\nCredentials: Secret {settings.api_secret!r}, {keys}, in this namespace."
+
+
 def files(thresholds: Thresholds, settings: Settings | None = None) -> dict[str, str]:
     """Relative path -> text of every manifest but the dashboards'."""
     settings = settings or Settings()
     docs: dict[str, tuple[dict[str, Any], str]] = {
         f"servicemonitor-{s.job}.yaml": (
             service_monitor(s, settings),
-            f"Scrapes {s.what}: a Service labelled app.kubernetes.io/name={s.job} "
-            f"with a port named {s.port!r}.",
+            f"Scrapes {s.what}: a Service labelled {workloads.NAME_LABEL}={s.job} "
+            f"with a port named {s.port!r}.{_auth_note(s, settings)}",
         )
         for s in SCRAPED
     }
+    for w in workloads.WORKLOADS:
+        kind = w.kind.lower()
+        docs[f"{kind}-{w.name}.yaml"] = (
+            workloads.workload(w, _metadata(w.name, settings, {}), settings.image),
+            f"`inferwatch {' '.join(w.args)}` ({settings.image}).",
+        )
+        docs[f"service-{w.name}.yaml"] = (
+            workloads.service(w, _metadata(w.name, settings, {})),
+            f"The {kind}'s port {w.port_name!r}.",
+        )
     docs["prometheusrule.yaml"] = (
         prometheus_rule(thresholds, settings),
-        "The recording and alerting rules of alerts/*.yaml, group for group.",
+        "The recording and alerting rules of alerts/*.yaml, group for group; every alert\n"
+        f"labelled namespace={settings.namespace}, the AlertmanagerConfig's namespace.",
     )
     docs["alertmanagerconfig.yaml"] = (
         alertmanager_config(settings),
@@ -157,7 +340,13 @@ def files(thresholds: Thresholds, settings: Settings | None = None) -> dict[str,
         kustomization(resources, "inferwatch", settings),
         "kubectl apply -k deploy/kubernetes",
     )
-    return {f"{OUT_DIR}/{name}": to_yaml(doc, header) for name, (doc, header) in docs.items()}
+    out = {f"{OUT_DIR}/{name}": to_yaml(doc, header) for name, (doc, header) in docs.items()}
+    out[CHART_VALUES] = to_yaml(
+        chart_values(settings),
+        "helm install ... prometheus-community/kube-prometheus-stack -f chart-values.yaml\n"
+        "(merge into your own values). Not a manifest: kustomize leaves it out.",
+    )
+    return out
 
 
 def dashboard_files(thresholds: Thresholds, settings: Settings | None = None) -> dict[str, str]:
@@ -185,13 +374,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Render the kube-prometheus-stack manifests for another deployment.",
     )
     defaults = Settings()
-    parser.add_argument("--namespace", default=defaults.namespace)
+    parser.add_argument(
+        "--namespace", default=defaults.namespace, help="of every resource and every alert"
+    )
     parser.add_argument("--release", default=defaults.release, help="Helm release name")
     parser.add_argument("--sink-url", help="alert-sink base URL (default: its Service)")
+    parser.add_argument("--image", default=defaults.image, help="of the exporter and alert sink")
+    parser.add_argument(
+        "--api-auth",
+        choices=("none", "bearer", "basic"),
+        default=defaults.api_auth,
+        help="how Prometheus authenticates to the API's /metrics",
+    )
+    parser.add_argument(
+        "--api-secret",
+        default=defaults.api_secret,
+        metavar="NAME",
+        help=f"Secret with key {TOKEN_KEY!r} (bearer) or {USERNAME_KEY!r} and {PASSWORD_KEY!r}",
+    )
+    parser.add_argument("--grafana-url", metavar="URL", help="dashboard_url = URL/d/<uid>")
     parser.add_argument("--thresholds", type=Path, action="append", default=[])
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     args = parser.parse_args(argv)
-    settings = Settings(args.namespace, args.release, args.sink_url)
+    try:
+        settings = Settings(
+            namespace=args.namespace,
+            release=args.release,
+            sink_url=args.sink_url,
+            image=args.image,
+            api_auth=args.api_auth,
+            api_secret=args.api_secret,
+            grafana_url=args.grafana_url,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     thresholds = load_thresholds(*args.thresholds)
     rendered = {**files(thresholds, settings), **dashboard_files(thresholds, settings)}
     for rel, text in rendered.items():

@@ -1,6 +1,7 @@
 """Passwords in database and Redis URLs appear in no metric, label, page or log line: the
 app registry with pools instrumented, the standalone exporter (in process and as a command,
-with working and with failing backends), and every log record along the way."""
+with working and with failing backends), and every log record along the way; and a password
+with unencoded `@` and `:` in it, which no part of may show anywhere."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import redis
 from prometheus_client import generate_latest
@@ -99,3 +101,40 @@ def test_no_password_anywhere(
         wait_until(lambda: "collector postgres failed" in server.log(), 10.0)
         wait_until(lambda: "collector redis failed" in server.log(), 10.0)
     assert_clean("exporter command log", log_path.read_text())
+
+
+# A password with every character that ends a userinfo early for some parser, each piece
+# distinctive enough to search for on its own.
+AT_PASSWORD = "Kw3-first@Zq7-second:x9-third@Lm4-fourth"
+AT_PIECES = (AT_PASSWORD, "Kw3-first", "Zq7-second", "x9-third", "Lm4-fourth")
+
+
+def test_unencoded_at_in_a_postgres_password_shows_nowhere(tmp_path: Path) -> None:
+    """The exporter given `postgresql://user:pass@with@ats@host/db` from a file, the host
+    refusing connections: no piece of the password in its log, its pages or any process's
+    command line, and it tries the host a URL parser reads (the part after the last `@`)."""
+    refused = free_port()  # nothing listens there
+    url_file = tmp_path / "postgres-url"
+    url_file.write_text(f"postgresql://inferwatch:{AT_PASSWORD}@127.0.0.1:{refused}/app\n")
+    url_file.chmod(0o600)
+    port = free_port()
+    command = [
+        *inferwatch_command(), "exporter", "--host", LOOPBACK, "--port", str(port),
+        "--collectors", "host,postgres", "--postgres-url-file", str(url_file),
+        "--cache-ttl", "0",
+    ]  # fmt: skip
+    log_path = tmp_path / "exporter.log"
+    with serve(command, port=port, log_path=log_path, ready_path="/") as server:
+        pages = exporter_pages(server.url)
+        wait_until(lambda: "collector postgres failed" in server.log(), 10.0)
+        command_lines = [
+            " ".join(p.info["cmdline"] or ()) for p in psutil.process_iter(["cmdline"])
+        ]
+        assert str(url_file) in " ".join(command_lines)  # the exporter's own is among them
+    log = log_path.read_text()
+    for where, text_ in (("log", log), ("pages", pages), ("command lines", command_lines)):
+        for piece in AT_PIECES:
+            assert piece not in str(text_), f"{piece!r} shows in the exporter's {where}"
+    assert 'inferwatch_exporter_collector_success{collector="postgres"} 0.0' in pages
+    assert "inferwatch_postgres_up 0.0" in pages
+    assert f'connection to server at "127.0.0.1", port {refused} failed' in log

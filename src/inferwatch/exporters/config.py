@@ -34,7 +34,7 @@ from inferwatch.exporters.collector import (
     DEFAULT_SCRAPE_TIMEOUT_OFFSET,
     DEFAULT_TIMEOUT,
 )
-from inferwatch.exporters.redact import redact_text, redact_url, url_secrets
+from inferwatch.exporters.redact import quote_userinfo, redact_text, redact_url, url_secrets
 from inferwatch.exposition.auth import read_secret_file
 from inferwatch.exposition.limits import ServerLimits
 
@@ -161,7 +161,8 @@ def _url(key: str, value: Any) -> str:
         raise ConfigError(
             f"{key!r} must use scheme {' or '.join(_URL_SCHEMES[key])}, got {redact_url(value)}"
         )
-    return value
+    # An unencoded `@` in a password: libpq would connect to (and log) the rest as a host.
+    return quote_userinfo(value)
 
 
 def _count(key: str, value: Any) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from inferwatch.exporters.redact import quote_userinfo, redact_url
+
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 # Backends the demo uses and the exporter reports on, by setting: the schemes each accepts.
 _BACKEND_SCHEMES = {
@@ -35,6 +37,11 @@ class StackSettings:
     # Monitor the user's own service instead of (or besides) the demo: host:port targets.
     service_targets: tuple[str, ...] = ()
     service_job: str = "ai-service"
+    # A protected service's /metrics: Prometheus reads the bearer token, or the basic-auth
+    # password, from these files on each scrape; only their paths reach its configuration.
+    service_token_file: Path | None = None
+    service_username: str | None = None
+    service_password_file: Path | None = None
     run_demo: bool = True
     demo_time_scale: float = 1.0
     scrape_interval: str = "15s"
@@ -83,6 +90,7 @@ class StackSettings:
             parsed = urlsplit(f"//{target}")
             if not parsed.hostname or parsed.port is None or parsed.username or parsed.path:
                 raise ValueError(f"--service must be host:port, got {target!r}")
+        _check_service_auth(self)
         if not self.run_demo and not self.service_targets:
             raise ValueError("nothing to monitor: give --service host:port or keep the demo")
         if self.for_scale <= 0:
@@ -102,6 +110,10 @@ class StackSettings:
             raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
         for name, schemes in _BACKEND_SCHEMES.items():
             _check_backend_url(name, getattr(self, name), schemes)
+            if (url := getattr(self, name)) is not None:
+                # Encoded once for every child: with an unencoded `@` in a password the demo
+                # (SQLAlchemy) and libpq would connect to the rest of it as a host.
+                object.__setattr__(self, name, quote_userinfo(url))
 
     def url(self, component: str) -> str:
         return f"http://{self.host}:{getattr(self.ports, component)}"
@@ -115,10 +127,32 @@ class StackSettings:
         return self.data_dir / "logs"
 
 
+def _check_service_auth(settings: StackSettings) -> None:
+    """Credentials only with a --service to use them on, of one kind, in readable files."""
+    from inferwatch.exposition.auth import read_secret_file
+
+    files = {
+        "--service-token-file": settings.service_token_file,
+        "--service-password-file": settings.service_password_file,
+    }
+    given = [flag for flag, path in files.items() if path is not None]
+    if settings.service_username is not None:
+        given.append("--service-username")
+    if not given:
+        return
+    if not settings.service_targets:
+        raise ValueError(f"{given[0]} needs --service HOST:PORT to scrape with it")
+    if settings.service_token_file is not None and len(given) > 1:
+        raise ValueError("--service-token-file and basic auth exclude each other")
+    if (settings.service_username is None) != (settings.service_password_file is None):
+        raise ValueError("basic auth needs both --service-username and --service-password-file")
+    for flag, path in files.items():
+        if path is not None:
+            read_secret_file(path, flag.removeprefix("--"))  # fail now, not as a down target
+
+
 def _check_backend_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:
     """A usable URL of one of ``schemes``; errors show it only redacted (no password)."""
-    from inferwatch.exporters.redact import redact_url
-
     if url is None:
         return
     flag = f"--{name.replace('_', '-')}"

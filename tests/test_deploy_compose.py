@@ -29,6 +29,7 @@ SERVICES = {
 # Test-only values, written to tmp files: they must never show up in the rendered config.
 GRAFANA_PASSWORD = "test-grafana-Pw-8c1f"
 POSTGRES_PASSWORD = "test-postgres-Pw-3e77"
+METRICS_TOKEN = "test-metrics-token-5a0d"
 
 
 def tool(name: str, package: str) -> str:
@@ -53,10 +54,15 @@ def run_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def secret_env(tmp_path: Path) -> dict[str, str]:
-    grafana, postgres = tmp_path / "grafana_admin_password", tmp_path / "postgres_password"
-    grafana.write_text(GRAFANA_PASSWORD + "\n")
-    postgres.write_text(POSTGRES_PASSWORD + "\n")
-    return {"GRAFANA_ADMIN_PASSWORD_FILE": str(grafana), "POSTGRES_PASSWORD_FILE": str(postgres)}
+    env = {}
+    for variable, name, secret in (
+        ("GRAFANA_ADMIN_PASSWORD_FILE", "grafana_admin_password", GRAFANA_PASSWORD),
+        ("POSTGRES_PASSWORD_FILE", "postgres_password", POSTGRES_PASSWORD),
+        ("METRICS_TOKEN_FILE", "metrics_token", METRICS_TOKEN),
+    ):
+        (tmp_path / name).write_text(secret + "\n")
+        env[variable] = str(tmp_path / name)
+    return env
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +70,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("compose")
     result = run_config(tmp, **secret_env(tmp))
     assert result.returncode == 0, result.stderr
-    assert GRAFANA_PASSWORD not in result.stdout and POSTGRES_PASSWORD not in result.stdout
+    for secret in (GRAFANA_PASSWORD, POSTGRES_PASSWORD, METRICS_TOKEN):
+        assert secret not in result.stdout
     return yaml.safe_load(result.stdout)
 
 
@@ -187,9 +194,38 @@ def test_scrape_targets_are_compose_services(rendered: dict[str, Any]) -> None:
     assert datasource["url"] == f"http://prometheus:{compose.SERVICES['prometheus']}"
 
 
+def test_prometheus_scrapes_the_protected_exporter_with_the_shared_secret(
+    rendered: dict[str, Any],
+) -> None:
+    services = rendered["services"]
+    secret_of = {
+        name: [s["source"] for s in svc.get("secrets", [])] for name, svc in services.items()
+    }
+    assert "metrics_token" in secret_of["prometheus"] and "metrics_token" in secret_of["exporter"]
+    # the exporter reads its token from the secret; its health check presents the same
+    env = services["exporter"]["environment"]
+    assert env["INFERWATCH_METRICS_TOKEN_FILE"] == compose.METRICS_TOKEN_SECRET
+    assert services["exporter"]["healthcheck"]["test"][1:4] == [
+        "python", "-m", "inferwatch.deploy.healthcheck",
+    ]  # fmt: skip
+    config = yaml.safe_load((ROOT / compose.PROMETHEUS_FILE).read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["inferwatch-exporter"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": compose.METRICS_TOKEN_SECRET,
+    }
+    assert all(
+        "authorization" not in j for name, j in jobs.items() if name != "inferwatch-exporter"
+    )
+
+
 @pytest.mark.parametrize(
     ("missing", "variable"),
-    [("GRAFANA_ADMIN_PASSWORD_FILE", "GRAFANA"), ("POSTGRES_PASSWORD_FILE", "POSTGRES")],
+    [
+        ("GRAFANA_ADMIN_PASSWORD_FILE", "GRAFANA"),
+        ("POSTGRES_PASSWORD_FILE", "POSTGRES"),
+        ("METRICS_TOKEN_FILE", "METRICS"),
+    ],
 )
 def test_config_fails_without_a_password(tmp_path: Path, missing: str, variable: str) -> None:
     env = secret_env(tmp_path)
@@ -201,8 +237,14 @@ def test_config_fails_without_a_password(tmp_path: Path, missing: str, variable:
 
 def test_generated_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     exe = tool("promtool", "prometheus")
-    # The container's layout: /etc/prometheus/prometheus.yml and rules/*.yaml beside it.
-    shutil.copy(ROOT / compose.PROMETHEUS_FILE, tmp_path / "prometheus.yml")
+    # The container's layout: /etc/prometheus/prometheus.yml and rules/*.yaml beside it, and
+    # the secret mounted where compose mounts it (promtool checks that the file is there).
+    secrets = tmp_path / "run" / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "metrics_token").write_text(METRICS_TOKEN + "\n")
+    config = (ROOT / compose.PROMETHEUS_FILE).read_text()
+    assert config.count("/run/secrets/") == 1
+    (tmp_path / "prometheus.yml").write_text(config.replace("/run/secrets/", f"{secrets}/"))
     (tmp_path / "rules").mkdir()
     for name in ("recording_rules.yaml", "alert_rules.yaml"):
         shutil.copy(ROOT / "alerts" / name, tmp_path / "rules" / name)

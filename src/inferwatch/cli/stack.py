@@ -46,6 +46,17 @@ def add_parser(subparsers: Any) -> None:
         help="also scrape your own service's /metrics (repeatable)",
     )
     up.add_argument("--service-job", default="ai-service", help="job label for --service")
+    up.add_argument(
+        "--service-token-file",
+        type=Path,
+        metavar="FILE",
+        help="scrape --service with the bearer token in FILE (as MetricsAuth.from_env reads "
+        "it from INFERWATCH_METRICS_TOKEN_FILE); Prometheus reads the file itself",
+    )
+    up.add_argument("--service-username", metavar="USER", help="basic auth for --service")
+    up.add_argument(
+        "--service-password-file", type=Path, metavar="FILE", help="its password, from FILE"
+    )
     up.add_argument("--no-demo", action="store_true", help="do not run the demo service")
     up.add_argument("--demo-time-scale", type=float, default=1.0, metavar="F")
     up.add_argument("--scrape-interval", default="15s")
@@ -120,6 +131,9 @@ def _settings(args: argparse.Namespace) -> Any:
         ports=Ports(**{name: getattr(args, f"{name}_port") for name in PORT_FLAGS}),
         service_targets=tuple(args.service),
         service_job=args.service_job,
+        service_token_file=args.service_token_file,
+        service_username=args.service_username,
+        service_password_file=args.service_password_file,
         run_demo=not args.no_demo,
         demo_time_scale=args.demo_time_scale,
         scrape_interval=args.scrape_interval,

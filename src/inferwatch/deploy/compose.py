@@ -14,6 +14,7 @@ from inferwatch.stack.prometheus_config import (
     JOB_ALERT_SINK,
     JOB_DEMO,
     JOB_EXPORTER,
+    ScrapeAuth,
     prometheus_config,
 )
 
@@ -36,6 +37,11 @@ SERVICES = {
 SINK_URL = f"http://alert-sink:{SERVICES['alert-sink']}"
 # Grafana's provisioned datasource declares the same interval (timeInterval).
 SCRAPE_INTERVAL = "15s"
+# The exporter's /metrics wants the bearer token of this compose secret (its
+# INFERWATCH_METRICS_TOKEN_FILE); Prometheus, which mounts the same secret, presents it.
+# A basic-auth service would be ScrapeAuth(username=..., password_file=...) the same way.
+METRICS_TOKEN_SECRET = "/run/secrets/metrics_token"
+SCRAPE_AUTH = {JOB_EXPORTER: ScrapeAuth(credentials_file=METRICS_TOKEN_SECRET)}
 
 
 def _target(service: str) -> str:
@@ -60,6 +66,7 @@ def prometheus_yaml() -> str:
         scrape_interval=SCRAPE_INTERVAL,
         evaluation_interval=SCRAPE_INTERVAL,
         external_labels={"stack": "inferwatch-compose"},
+        auth=SCRAPE_AUTH,
     )
     return to_yaml(
         config,

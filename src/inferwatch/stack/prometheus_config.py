@@ -2,12 +2,14 @@
 
 :func:`prometheus_config` is the one place the configuration's shape lives: the local stack
 and the docker-compose deployment (``inferwatch.deploy.compose``) both render through it,
-each with its own job -> targets mapping and Alertmanager address.
+each with its own job -> targets mapping, Alertmanager address and scrape credentials.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -21,6 +23,49 @@ RULES_GLOB = "rules/*.yaml"
 JOB_DEMO = "inferwatch-api"
 JOB_EXPORTER = "inferwatch-exporter"
 JOB_ALERT_SINK = "inferwatch-alert-sink"
+
+
+@dataclass(frozen=True)
+class ScrapeAuth:
+    """Credentials Prometheus presents when it scrapes a job: a bearer token, or basic auth.
+
+    Only file *paths* go into the configuration; Prometheus reads the secret itself on each
+    scrape (so a rotated file needs no reload), and the secret is in no generated file and on
+    no command line. A relative path is relative to the configuration file's directory.
+    """
+
+    credentials_file: str | None = None  # the bearer token
+    username: str | None = None
+    password_file: str | None = None
+
+    def __post_init__(self) -> None:
+        basic = self.username is not None or self.password_file is not None
+        if basic and (self.username is None or self.password_file is None):
+            raise ValueError("basic auth needs both a username and a password file")
+        if basic == (self.credentials_file is not None):
+            raise ValueError("give either a bearer-token file or a username and password file")
+
+    def config(self) -> dict[str, Any]:
+        """The fields of a ``scrape_config`` that make Prometheus authenticate."""
+        if self.credentials_file is not None:
+            return {"authorization": {"type": "Bearer", "credentials_file": self.credentials_file}}
+        return {"basic_auth": {"username": self.username, "password_file": self.password_file}}
+
+
+def _absolute(path: Path | None) -> str | None:
+    return None if path is None else str(path.resolve())
+
+
+def service_auth(settings: StackSettings) -> ScrapeAuth | None:
+    """How the stack's Prometheus authenticates to ``--service`` targets, if at all."""
+    if settings.service_token_file is None and settings.service_username is None:
+        return None
+    # Absolute: the config lives in the data directory, the user's files elsewhere.
+    return ScrapeAuth(
+        credentials_file=_absolute(settings.service_token_file),
+        username=settings.service_username,
+        password_file=_absolute(settings.service_password_file),
+    )
 
 
 def scrape_jobs(settings: StackSettings) -> dict[str, list[str]]:
@@ -48,8 +93,14 @@ def prometheus_config(
     evaluation_interval: str,
     external_labels: Mapping[str, str],
     rule_files: Sequence[str] = (RULES_GLOB,),
+    auth: Mapping[str, ScrapeAuth] | None = None,
 ) -> dict[str, Any]:
-    """The configuration as data: one static scrape job per entry of ``jobs``."""
+    """The configuration as data: one static scrape job per entry of ``jobs``, those in
+    ``auth`` scraped with its credentials."""
+    auth = auth or {}
+    unknown = sorted(set(auth) - set(jobs))
+    if unknown:
+        raise ValueError(f"credentials for jobs that are not scraped: {unknown}")
     return {
         "global": {
             "scrape_interval": scrape_interval,
@@ -61,18 +112,24 @@ def prometheus_config(
         "rule_files": list(rule_files),
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]},
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": list(targets)}]}
+            {
+                "job_name": job,
+                **(auth[job].config() if job in auth else {}),
+                "static_configs": [{"targets": list(targets)}],
+            }
             for job, targets in jobs.items()
         ],
     }
 
 
 def render(settings: StackSettings) -> str:
+    credentials = service_auth(settings)
     config = prometheus_config(
         scrape_jobs(settings),
         [f"{settings.host}:{settings.ports.alertmanager}"],
         scrape_interval=settings.scrape_interval,
         evaluation_interval=settings.evaluation_interval,
         external_labels={"stack": "inferwatch-local"},
+        auth={settings.service_job: credentials} if credentials else None,
     )
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=False)

@@ -8,11 +8,18 @@ restart, and a SIGKILLed worker's live gauges stay forever unless someone calls
 workers are folded into one archive file per type (counters and histograms keep their
 totals, live gauges are dropped), so the directory holds at most one file per live worker
 and type plus the archives.
+
+Two other kinds of file live there and are left alone by compaction, which only touches
+``*.db`` files: the admitted values of the label caps (``labels_<bound>.jsonl``, see
+:mod:`inferwatch.metrics.labels`), which must outlive every worker, and the lock and
+journal below. Writes go through :mod:`inferwatch.metrics.mmapfile`, so a full directory
+drops new series instead of killing the worker.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -27,6 +34,8 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
+from inferwatch.metrics.mmapfile import HEADER, GuardedMmapedDict
+
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 ARCHIVE = "archive"
 _LOCK_FILE = ".inferwatch-compaction.lock"
@@ -39,6 +48,13 @@ log = logging.getLogger(__name__)
 
 def directory() -> str | None:
     return os.environ.get(ENV_VAR) or None
+
+
+def configured() -> bool:
+    """True when this process writes prometheus_client's multiprocess files: the variable
+    was set before prometheus_client was imported and names a directory. Never raises."""
+    path = directory()
+    return path is not None and os.path.isdir(path) and values.ValueClass is not values.MutexValue
 
 
 def enabled() -> bool:
@@ -169,23 +185,44 @@ def _recover(path: str) -> int:
     return removed
 
 
+def _readable(path: str) -> bool:
+    """False for a file without even its header: a process that found the directory full
+    when it created the file (see :mod:`inferwatch.metrics.mmapfile`) left it empty."""
+    try:
+        return os.stat(path).st_size >= HEADER
+    except FileNotFoundError:
+        return False
+
+
+def _values(path: str) -> list[tuple[str, float, float]]:
+    if not _readable(path):
+        return []
+    return [(k, v, t) for k, v, t, _ in MmapedDict.read_all_values_from_file(path)]
+
+
 def _merge_into_archive(path: str, source: str, kind: str, mode: str) -> None:
     archive = os.path.join(path, _archive_name(kind, mode))
     merged: dict[str, tuple[float, float]] = {}
     if os.path.exists(archive):
-        for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(archive):
+        for key, value, timestamp in _values(archive):
             merged[key] = (value, timestamp)
-    for key, value, timestamp, _ in MmapedDict.read_all_values_from_file(source):
+    for key, value, timestamp in _values(source):
         merged[key] = _combine(mode, merged.get(key), (value, timestamp))
     tmp = archive + ".tmp"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    out = MmapedDict(tmp)
+    # Guarded: on a full directory the new archive fails here with ENOSPC, and the dead
+    # worker's file stays and keeps being read as it is, instead of SIGBUS in a scrape.
+    out = GuardedMmapedDict(tmp)
     try:
         for key, (value, timestamp) in merged.items():
-            out.write_value(key, value, timestamp)
-    finally:
+            if not out.store(key, value, timestamp):
+                raise OSError(errno.ENOSPC, "no room for the archive", archive)
+    except BaseException:
         out.close()
+        os.unlink(tmp)
+        raise
+    out.close()
     _write_journal(path, source, archive, os.stat(tmp).st_ino)
     os.replace(tmp, archive)
 
@@ -222,7 +259,7 @@ class CompactingCollector:
         # move a dead worker's file into the archive between our glob and our reads, which
         # would count it twice (a spurious jump) or fail the scrape on the vanished file.
         with _locked(self.path, exclusive=False):
-            files = glob.glob(os.path.join(self.path, "*.db"))
+            files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _readable(f)]
             return list(MultiProcessCollector.merge(files, accumulate=True))
 
 

@@ -13,8 +13,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.registry import CollectorRegistry
 
+from inferwatch.metrics import mmapfile, multiprocess
 from inferwatch.metrics.counter import Counter
 
 T = TypeVar("T")
@@ -22,6 +24,13 @@ T = TypeVar("T")
 _sets: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
 _lock = threading.RLock()
 _logged: set[tuple[int, str]] = set()
+
+INSTRUMENTATION_ERRORS = "inferwatch_instrumentation_errors"
+INSTRUMENTATION_ERRORS_HELP = (
+    "Errors inside inferwatch's own instrumentation; they never fail a request."
+)
+# Writes to the multiprocess directory dropped because it is full.
+DROPPED_WRITES = "multiprocess.write"
 
 
 def once_per_registry(registry: CollectorRegistry | None, key: str, build: Callable[[], T]) -> T:
@@ -41,12 +50,32 @@ def instrumentation_errors(registry: CollectorRegistry | None) -> Counter:
         registry,
         "instrumentation_errors",
         lambda: Counter(
-            "inferwatch_instrumentation_errors_total",
-            "Errors inside inferwatch's own instrumentation; they never fail a request.",
-            ("component",),
-            registry=registry,
+            INSTRUMENTATION_ERRORS, INSTRUMENTATION_ERRORS_HELP, ("component",), registry=registry
         ),
     )
+
+
+def guard_multiprocess_files() -> None:
+    """In multiprocess mode, make a full directory drop writes instead of killing the
+    process (see :mod:`inferwatch.metrics.mmapfile`), and count them as
+    ``inferwatch_instrumentation_errors_total{component="multiprocess.write"}``.
+
+    Runs when inferwatch is imported, so that it covers the application's own
+    prometheus_client metrics too, and creates that series right away: its place in this
+    process's counter file is taken while there is still room, so counting never needs any.
+    """
+    if not multiprocess.configured():
+        return
+    mmapfile.install(
+        mmap_key(
+            INSTRUMENTATION_ERRORS,
+            INSTRUMENTATION_ERRORS + "_total",
+            ["component"],
+            [DROPPED_WRITES],
+            INSTRUMENTATION_ERRORS_HELP,
+        )
+    )
+    instrumentation_errors(None).labels(DROPPED_WRITES)
 
 
 def report_error(

@@ -82,8 +82,7 @@ class RegistryState:
                 bound.reconfigure(allowed=allowed, max_values=max_values)
                 self._bounds[label] = (bound, True)
                 return bound
-            wanted = BoundedLabel(label, allowed=allowed, max_values=max_values)
-            if wanted.config != bound.config:
+            if BoundedLabel.validate(label, allowed, max_values) != bound.config:
                 raise ValueError(
                     f"the {label} label of this registry is already bounded differently "
                     f"(allowed={sorted(bound.allowed) if bound.allowed else None}, "

@@ -19,7 +19,8 @@ from typing import Any
 from inferwatch.http.instruments import HttpMetrics
 from inferwatch.http.routes import RouteTemplates
 from inferwatch.metrics import CounterChild, GaugeChild, HistogramChild
-from inferwatch.metrics.shared import report_error
+from inferwatch.metrics.labels import BoundedLabel
+from inferwatch.metrics.shared import once_per_registry, report_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -121,7 +122,15 @@ class InferwatchMiddleware:
         self._routes = RouteTemplates()
         self._children: dict[tuple[str, str, int], _RouteChildren] = {}
         self._active: dict[str, GaugeChild] = {}
-        self._error_types: dict[str, str] = {}
+        # One bound per registry (Starlette rebuilds this middleware when it likes), whose
+        # admitted types are shared by all workers in multiprocess mode.
+        self._error_types = once_per_registry(
+            metrics.registry,
+            "http.error_type",
+            lambda: BoundedLabel(
+                "error_type", name="http.error_type", other=OTHER, max_values=MAX_ERROR_TYPES
+            ),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HTTP is handled inline rather than in a helper coroutine: one coroutine less per
@@ -224,12 +233,7 @@ class InferwatchMiddleware:
             self.metrics.exceptions.labels(method, route, self._error_type(error)).inc()
 
     def _error_type(self, error: BaseException) -> str:
-        name = error_type(error)
-        label = self._error_types.get(name)
-        if label is None:
-            label = name if len(self._error_types) < MAX_ERROR_TYPES else OTHER
-            self._error_types[name] = label
-        return label
+        return self._error_types(error_type(error))
 
     # -- WebSocket -------------------------------------------------------------------------
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -7,9 +7,9 @@ may hold data) nor an unbounded set of command names.
 from __future__ import annotations
 
 import re
-import threading
 
-from inferwatch.pools.instruments import OTHER
+from inferwatch.metrics.labels import BoundedLabel
+from inferwatch.pools.instruments import OPERATION, OTHER
 
 # First keywords of SQL statements worth telling apart; anything else is _OTHER.
 _SQL_WORDS = """SELECT INSERT UPDATE DELETE MERGE UPSERT REPLACE WITH VALUES BEGIN START COMMIT
@@ -53,12 +53,14 @@ _COMMAND = re.compile(r"[A-Z][A-Z0-9_.|-]{0,31}")
 
 
 class RedisCommandNames:
-    """Maps a command's first argument to a bounded label value."""
+    """Maps a command's first argument to a bounded label value: the common commands as
+    they are, the first ``extra`` other well-formed names (across all workers, in
+    multiprocess mode) as they are, anything else ``_OTHER``."""
 
     def __init__(self, extra: int = EXTRA_REDIS_COMMANDS) -> None:
-        self._extra: set[str] = set()
-        self._cap = extra
-        self._lock = threading.Lock()
+        self._extra = BoundedLabel(
+            OPERATION, name=f"pools.redis.{OPERATION}", other=OTHER, max_values=extra
+        )
 
     def __call__(self, command: object) -> str:
         if isinstance(command, bytes):
@@ -68,12 +70,8 @@ class RedisCommandNames:
         # redis-py passes subcommands in one argument ("CLIENT SETNAME"): the command is
         # the first word.
         name = command.split(" ", 1)[0].upper()
-        if name in REDIS_COMMANDS or name in self._extra:
+        if name in REDIS_COMMANDS:
             return name
         if not _COMMAND.fullmatch(name):
             return OTHER
-        with self._lock:
-            if len(self._extra) < self._cap:
-                self._extra.add(name)
-                return name
-        return OTHER
+        return self._extra(name)

@@ -1,10 +1,10 @@
 """Multiprocess mode: exact totals across real uvicorn workers, and clean-up after dead ones.
 
 The server tests run ``uvicorn --workers 2`` on ``tests/apps/multiworker_app.py`` with a
-fresh ``PROMETHEUS_MULTIPROC_DIR``, talk to it over real TCP connections, SIGKILL its
-workers, and read /metrics the way Prometheus would. The unit tests build the mmap files of
-dead workers (written by real prometheus_client code in processes that then exit) and check
-what ``compact()`` makes of them.
+fresh ``PROMETHEUS_MULTIPROC_DIR`` (tests/support/multiworker.py), talk to it over real TCP
+connections, SIGKILL its workers, and read /metrics the way Prometheus would. The unit tests
+build the mmap files of dead workers (written by real prometheus_client code in processes
+that then exit) and check what ``compact()`` makes of them.
 """
 
 from __future__ import annotations
@@ -14,22 +14,15 @@ import http.client
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import psutil
 import pytest
-from mirakuru import HTTPExecutor
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -37,45 +30,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.metrics import multiprocess
 from inferwatch.metrics.multiprocess import CompactingCollector, compact
+from tests.support import wait_until
+from tests.support.multiworker import Workers, exited, multiworker
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-APP = "tests.apps.multiworker_app:app"
-CONTROL_DIR_ENV = "MULTIWORKER_CONTROL_DIR"  # same names as in tests/apps/multiworker_app.py
-PID_HEADER = "X-Worker-Pid"
 FAST_BODY_LEN = 2
-WORKERS = 2
 DURATION = "http_server_request_duration_seconds"
 ACTIVE = "http_server_active_requests"
 FAST = {"http_request_method": "GET", "http_route": "/fast", "http_response_status_code": "200"}
+TIMEOUT = 20.0
 
-T = TypeVar("T")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def wait_until(check: Callable[[], T], what: str, timeout: float = 20.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}: {result!r}")
-        time.sleep(0.05)
-
-
-def exited(pid: int) -> bool:
-    """The process runs no more code (a zombie waiting for its parent counts as exited)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def parse(text: str) -> Samples:
@@ -87,128 +51,31 @@ def parse(text: str) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    """The sum of the ``name`` samples whose labels include ``labels``; None if there is none."""
+    wanted = set(labels.items())
+    found = [v for (sample, have), v in samples.items() if sample == name and wanted <= have]
+    return sum(found) if found else None
 
 
 def buckets(samples: Samples, name: str, labels: dict[str, str]) -> list[tuple[float, float]]:
-    """The (le, cumulative count) pairs of one histogram series, in bucket order."""
+    """The (le, cumulative count) pairs of the histogram series with ``labels``, in order."""
     found = []
     for (sample, sample_labels), count in samples.items():
         rest = dict(sample_labels)
         le = rest.pop("le", None)
-        if sample == name + "_bucket" and rest == labels and le is not None:
+        if sample == name + "_bucket" and labels.items() <= rest.items() and le is not None:
             found.append((float(le), count))
     return sorted(found)
 
 
 # -- a real multi-worker server --------------------------------------------------------------
-@dataclass
-class Server:
-    executor: HTTPExecutor
-    port: int
-    multiproc_dir: Path
-    control_dir: Path
-    log: Path
-
-    def get(self, path: str) -> tuple[int, int, bytes]:
-        """GET over a new connection (so the kernel may hand it to any worker):
-        (status, serving worker's pid, body)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            body = response.read()
-            return response.status, int(response.getheader(PID_HEADER) or 0), body
-        finally:
-            conn.close()
-
-    def send(self, path: str, n: int) -> Counter[int]:
-        """``n`` concurrent-ish GETs; how many each worker pid served."""
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda _: self.get(path), range(n)))
-        assert all(status == 200 for status, _, _ in results), results
-        return Counter(pid for _, pid, _ in results)
-
-    def scrape(self) -> Samples:
-        status, _, body = self.get("/metrics")
-        assert status == 200, body
-        return parse(body.decode())
-
-    def workers(self) -> set[int]:
-        """Pids of the live worker processes (not the resource tracker, not zombies)."""
-        pids = set()
-        for child in psutil.Process(self.executor.process.pid).children():
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if "spawn_main" in " ".join(child.cmdline()) and (
-                    child.status() != psutil.STATUS_ZOMBIE
-                ):
-                    pids.add(child.pid)
-        return pids
-
-    def wait_all_serving(self) -> set[int]:
-        """Wait until every worker the supervisor runs has answered a request."""
-        seen: set[int] = set()
-
-        def all_answered() -> set[int]:
-            seen.update(self.send("/healthz", 8))
-            live = self.workers()
-            return live if len(live) == WORKERS and live <= seen else set()
-
-        return wait_until(all_answered, f"{WORKERS} serving workers (seen {seen})")
-
-    def db_files(self) -> list[str]:
-        return sorted(p.name for p in self.multiproc_dir.glob("*.db"))
-
-    def release_all(self) -> None:
-        for started in self.control_dir.glob("started-*"):
-            token = started.name.removeprefix("started-")
-            (self.control_dir / f"release-{token}").touch()
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    multiproc_dir = tmp_path / "multiproc"
-    control_dir = tmp_path / "control"
-    multiproc_dir.mkdir()
-    control_dir.mkdir()
-    port = free_port()
-    log = tmp_path / "server.log"
-    pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
-    command = [
-        sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(WORKERS), "--no-access-log",
-    ]  # fmt: skip
-    with log.open("wb") as output:
-        executor = HTTPExecutor(
-            command,
-            url=f"http://127.0.0.1:{port}/healthz",
-            method="GET",
-            status=200,
-            cwd=str(REPO_ROOT),
-            # Set before the workers' interpreters start: prometheus_client picks its value
-            # class at import time.
-            envvars={
-                "PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir),
-                CONTROL_DIR_ENV: str(control_dir),
-                "PYTHONPATH": pythonpath,
-            },
-            timeout=30,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        srv = Server(executor, port, multiproc_dir, control_dir, log)
-        try:
-            executor.start()
-            srv.wait_all_serving()
-            yield srv
-        finally:
-            srv.release_all()  # uvicorn's graceful shutdown waits for in-flight requests
-            executor.stop()
-            # pytest shows captured output for failed tests only: the server's log then.
-            print(log.read_text(errors="replace")[-4000:])
+def server(tmp_path: Path) -> Iterator[Workers]:
+    with multiworker(tmp_path, workers=2) as srv:
+        yield srv
 
 
-def hold_request(srv: Server) -> tuple[int, threading.Thread]:
+def hold_request(srv: Workers) -> tuple[int, threading.Thread]:
     """Start a /slow request that stays in flight; return the pid of the worker serving it."""
     token = uuid.uuid4().hex
     thread = threading.Thread(
@@ -216,11 +83,11 @@ def hold_request(srv: Server) -> tuple[int, threading.Thread]:
     )
     thread.start()
     started = srv.control_dir / f"started-{token}"
-    wait_until(started.exists, "the slow request to reach a worker")
+    wait_until(started.exists, TIMEOUT, message="the slow request to reach a worker")
     return int(started.read_text()), thread
 
 
-def _get_ignoring_errors(srv: Server, path: str) -> None:
+def _get_ignoring_errors(srv: Workers, path: str) -> None:
     # The worker serving it gets killed: the connection just drops.
     with contextlib.suppress(OSError, http.client.HTTPException):
         srv.get(path)
@@ -242,21 +109,21 @@ def assert_fast_totals(samples: Samples, n: int) -> None:
     assert value(samples, "http_server_request_body_size_bytes_sum", **FAST) == 0
 
 
-def settled(srv: Server, n: int) -> Samples:
+def settled(srv: Workers, n: int) -> Samples:
     """Scrape once the workers have recorded ``n`` /fast requests. A worker records a request
     just after sending its last byte, so the client can be a moment ahead of the metrics."""
 
     def recorded() -> Samples | None:
-        samples = srv.scrape()
+        samples = srv.samples()
         done = value(samples, DURATION + "_count", **FAST) == n
         return samples if done and value(samples, ACTIVE, http_request_method="GET") == 0 else None
 
-    samples = wait_until(recorded, f"{n} recorded /fast requests")
+    samples = wait_until(recorded, TIMEOUT, message=f"{n} recorded /fast requests")
     assert_fast_totals(samples, n)
     return samples
 
 
-def test_counts_sum_exactly_across_workers(server: Server) -> None:
+def test_counts_sum_exactly_across_workers(server: Workers) -> None:
     n = 200
     served = server.send("/fast", n)
     assert sum(served.values()) == n
@@ -264,16 +131,16 @@ def test_counts_sum_exactly_across_workers(server: Server) -> None:
     settled(server, n)
     # Whichever worker answers a scrape reads the same shared totals, and they stay put.
     for _ in range(6):
-        assert_fast_totals(server.scrape(), n)
+        assert_fast_totals(server.samples(), n)
 
 
-def test_killed_workers_in_flight_gauge_disappears(server: Server) -> None:
+def test_killed_workers_in_flight_gauge_disappears(server: Workers) -> None:
     n = 60
     server.send("/fast", n)
     settled(server, n)
     victim, client = hold_request(server)
     assert victim in server.workers()
-    before = server.scrape()
+    before = server.samples()
     assert value(before, ACTIVE, http_request_method="GET") == 1
     assert_fast_totals(before, n)
 
@@ -281,12 +148,14 @@ def test_killed_workers_in_flight_gauge_disappears(server: Server) -> None:
     client.join(timeout=10)
 
     def cleaned_up() -> Samples | None:
-        samples = server.scrape()
+        samples = server.samples()
         gone = not any(name.endswith(f"_{victim}.db") for name in server.db_files())
         active = value(samples, ACTIVE, http_request_method="GET") or 0.0
         return samples if gone and active == 0 else None
 
-    after = wait_until(cleaned_up, f"worker {victim}'s in-flight gauge and files to go")
+    after = wait_until(
+        cleaned_up, TIMEOUT, message=f"worker {victim}'s in-flight gauge and files to go"
+    )
     assert_fast_totals(after, n)  # what the dead worker served is still counted, once
     assert value(after, DURATION + "_count", **{**FAST, "http_route": "/slow/{token}"}) is None
 
@@ -297,7 +166,7 @@ def test_killed_workers_in_flight_gauge_disappears(server: Server) -> None:
     settled(server, 2 * n)
 
 
-def test_worker_churn_keeps_directory_bounded_and_totals_exact(server: Server) -> None:
+def test_worker_churn_keeps_directory_bounded_and_totals_exact(server: Workers) -> None:
     total = 0
     kills = 5
     for _ in range(kills):
@@ -306,8 +175,8 @@ def test_worker_churn_keeps_directory_bounded_and_totals_exact(server: Server) -
         settled(server, total)  # killing a worker before it records would lose requests
         victim = max(served, key=lambda pid: served[pid])  # surely has files to fold
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda v=victim: exited(v), f"worker {victim} to die")
-        assert_fast_totals(server.scrape(), total)  # this scrape folds the victim's files
+        wait_until(lambda v=victim: exited(v), TIMEOUT, message=f"worker {victim} to die")
+        assert_fast_totals(server.samples(), total)  # this scrape folds the victim's files
         files = server.db_files()
         assert not [f for f in files if f.endswith(f"_{victim}.db")], files
         live = server.wait_all_serving()

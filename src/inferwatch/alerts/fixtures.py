@@ -162,7 +162,9 @@ def threshold_series(
             "inferwatch_model_load_duration_seconds", {**labels, "outcome": "success"}, phases
         )
     if key == "api_error_rate":
-        ok, failed = {"http_response_status_code": "200"}, {"http_response_status_code": "500"}
+        # As the middleware writes them: a failed request carries its error_type.
+        ok = {"http_response_status_code": "200"}
+        failed = {"http_response_status_code": "500", "error_type": "500"}
         return _ratio_counters(
             "http_server_request_duration_seconds_count",
             {**labels, "http_request_method": "POST"}, values, failed, ok,

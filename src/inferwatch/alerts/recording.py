@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from inferwatch.alerts import promql
-from inferwatch.alerts.promql import ERROR_STATUS, le, quantile, sum_rate
+from inferwatch.alerts.promql import failed_requests, le, quantile, sum_rate
 from inferwatch.alerts.signals import GPU, HOST, HTTP, POOL
 from inferwatch.alerts.thresholds import Thresholds
 
@@ -28,8 +28,9 @@ def _http() -> list[Rule]:
     errors = "job_route:http_server_request_errors:rate5m"
     rules = [
         _rule(requests, sum_rate(count, HTTP, "5m")),
-        # `or ... * 0`: a route that never failed has no 5xx series, yet its error rate is 0.
-        _rule(errors, f"{sum_rate(count, HTTP, '5m', [ERROR_STATUS])} or {requests} * 0"),
+        # A failed request has a 5xx status or an error_type (see promql.failed_requests).
+        # `or ... * 0`: a route that never failed has no such series, yet its error rate is 0.
+        _rule(errors, f"{failed_requests(count, HTTP, '5m')} or {requests} * 0"),
         _rule("job_route:http_server_request_errors:ratio_rate5m", f"{errors} / {requests}"),
     ]
     for name, q in QUANTILES:
@@ -55,10 +56,7 @@ def _slo(thresholds: Thresholds) -> list[Rule]:
     good_bucket = f'le="{le(thresholds.slo.latency_threshold)}"'
     rules = [
         _rule("job:http_server_requests:rate5m", sum_rate(count, ["job"], "5m")),
-        _rule(
-            "job:http_server_request_errors:rate5m",
-            sum_rate(count, ["job"], "5m", [ERROR_STATUS]),
-        ),
+        _rule("job:http_server_request_errors:rate5m", failed_requests(count, ["job"], "5m")),
     ]
     for seconds in thresholds.slo.windows:
         w = promql.window(seconds)
@@ -66,7 +64,7 @@ def _slo(thresholds: Thresholds) -> list[Rule]:
         rules.append(
             _rule(
                 f"job:http_server_request_errors:ratio_rate{w}",
-                f"({sum_rate(count, ['job'], w, [ERROR_STATUS])} or {total} * 0) / {total}",
+                f"({failed_requests(count, ['job'], w)} or {total} * 0) / {total}",
             )
         )
         good = sum_rate(f"{HTTP_DURATION}_bucket", ["job"], w, [good_bucket])

@@ -47,14 +47,22 @@ PAGES: dict[str, Page] = {
         ),
     ),
     "APIHighErrorRate": Page(
-        "A route answers an unusual share of requests with 5xx server errors.",
+        "An unusual share of a route's requests fails: a 5xx status, an exception (also one "
+        "that broke a streamed response after its 200 status line was sent) or a client that "
+        "left before the response was complete (499).",
         (
             'GPU out-of-memory during inference (`outcome="oom"`).',
             "A model failed to load or was unloaded; requests for it fail.",
             "A dependency (database, Redis, storage) is down or timing out.",
             "A bad deployment: exceptions in new code paths.",
+            "Streams breaking halfway: the generator raises after the first chunks, clients "
+            "get truncated audio or video.",
+            "Clients giving up: responses so slow that callers time out and hang up (499).",
         ),
         (
+            "Split `http_server_request_duration_seconds_count` of the route by `error_type` "
+            "and `http_response_status_code`: exception classes, 5xx codes and 499 tell the "
+            "failures apart.",
             "Check `http_server_exceptions_total` by `error_type` for the route.",
             "Check `inferwatch_inference_requests_total` by `outcome`.",
             "Check the pools dashboard and recent deployments.",
@@ -292,8 +300,9 @@ PAGES: dict[str, Page] = {
         ),
     ),
     "APIAvailabilityBudgetBurn": Page(
-        "The service returns server errors fast enough to exhaust its availability error "
-        "budget well before the SLO window ends. Critical: the budget goes in hours or days; "
+        "The service fails requests (5xx, exceptions, streams broken halfway, clients that "
+        "left) fast enough to exhaust its availability error budget well before the SLO "
+        "window ends. Critical: the budget goes in hours or days; "
         "warning: in weeks.",
         (
             "An ongoing incident (see APIHighErrorRate for the route).",

@@ -59,7 +59,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal(
         "api_error_rate", "APIHighErrorRate", "ratio",
         "job_route:http_server_request_errors:ratio_rate5m", HTTP, "overview",
-        "Server errors on {{ $labels.job }} {{ $labels.http_route }}", "5xx error rate",
+        "Requests failing on {{ $labels.job }} {{ $labels.http_route }}", "Error rate",
     ),
     Signal(
         "websocket_success", "WebSocketLowSuccessRate", "ratio",

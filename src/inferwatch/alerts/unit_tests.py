@@ -326,12 +326,14 @@ def _sli_tests(thresholds: Thresholds) -> list[Test]:
     base = 'job="inferwatch-api", http_route="/v1/generate", http_request_method="POST"'
     good_le = promql.le(thresholds.slo.latency_threshold)
     series = []
-    for status, total in (("200", 70), ("500", 10)):
+    for status, failure, total in (("200", "", 70), ("500", "500", 10)):
         fast = total - 10 if status == "200" else total  # 10 slow requests among the 200s
         counts = {"count": total, f'bucket{{le="{good_le}"}}': fast, 'bucket{le="+Inf"}': total}
         for suffix, slope in counts.items():
             name, _, le_part = suffix.partition("{")
             labels = f'{base}, http_response_status_code="{status}"'
+            if failure:  # a success has no error_type at all once Prometheus stored it
+                labels += f', error_type="{failure}"'
             if le_part:
                 labels += f", {le_part[:-1]}"
             series.append({

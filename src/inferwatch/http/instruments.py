@@ -1,10 +1,15 @@
 """The HTTP and WebSocket metrics, named after the OpenTelemetry HTTP semantic conventions.
 
 OTel's ``http.server.request.duration`` with attributes ``http.request.method``,
-``http.route`` and ``http.response.status_code`` is rendered the way Prometheus renders
-OTLP metrics: ``http_server_request_duration_seconds{http_request_method, http_route,
-http_response_status_code}``. Dashboards written for OTel-instrumented services therefore
-work on inferwatch's metrics and back.
+``http.route``, ``http.response.status_code`` and ``error.type`` is rendered the way
+Prometheus renders OTLP metrics: ``http_server_request_duration_seconds{http_request_method,
+http_route, http_response_status_code, error_type}``. Dashboards written for OTel-instrumented
+services therefore work on inferwatch's metrics and back.
+
+``error_type`` is empty for a request that succeeded (Prometheus stores an empty label as no
+label, as OTel leaves the attribute out), so successes keep one series per status. For a
+failed one it is the exception's class (bounded, see the middleware), or the status code of a
+5xx response or of a client that left (499).
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ class HttpMetrics:
         self.request_duration = Histogram(
             "http_server_request_duration_seconds",
             "Duration of HTTP server requests, from the first byte received to the last "
-            "byte of the response body (background tasks excluded).",
-            (METHOD, ROUTE, STATUS), buckets=duration_buckets, registry=r, unit="seconds",
-            lock=lock,
+            "byte of the response body, or until the request failed or its client left "
+            "(background tasks excluded). error_type says how a failed request failed "
+            "(exception class, 5xx status, 499 for a client that left); empty for successes.",
+            (METHOD, ROUTE, STATUS, ERROR_TYPE), buckets=duration_buckets, registry=r,
+            unit="seconds", lock=lock,
         )  # fmt: skip
         self.active_requests = Gauge(
             "http_server_active_requests",
-            "Number of HTTP requests currently being served.",
+            "Number of HTTP requests whose response is not complete yet (work after the "
+            "response, such as background tasks, is not counted).",
             (METHOD,), registry=r, multiprocess_mode="livesum", lock=lock,
         )  # fmt: skip
         self.request_body_size = Histogram(

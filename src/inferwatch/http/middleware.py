@@ -3,8 +3,27 @@
 Hot-path rules, because this runs on every request of a service that may serve thousands
 per second: per-request state lives in local variables of the call (never on ``self``,
 which every concurrent request shares); metric children are looked up once per
-(method, route, status) and cached; the clock is read three times per request; and every
-line of bookkeeping is guarded so that a bug here can never fail the user's request.
+(method, route, status, error type) and cached; the clock is read three times per request;
+and every line of bookkeeping is guarded so that a bug here can never fail the user's
+request.
+
+How a request ends, as recorded:
+
+- The response is complete when its final body message is handed to the server; that is
+  when the request stops being in flight and its duration ends. Work the application does
+  afterwards (background tasks) is timed separately.
+- A client that leaves first is recorded as 499. ASGI servers at spec 2.3, uvicorn among
+  them, neither cancel the application nor fail its ``send()`` when the client goes: the
+  response is written into the void and would look like a success. A departure shows only
+  as an ``http.disconnect`` from ``receive()``, which the application may read (Starlette's
+  streaming responses do) or not; so the middleware also asks the server, without waiting,
+  just before the final body message: ``receive()`` answers ``http.disconnect`` at once
+  when the connection is gone, and would wait otherwise. (After the final message it
+  answers ``http.disconnect`` in any case, which is why the question comes before.)
+- ``error_type`` follows OpenTelemetry's ``error.type``: the exception's class when one
+  ended the request (also after the response started: a stream that fails halfway has sent
+  a 200 status line), the status code for 5xx responses and for 499, empty for successes.
+  Successful requests therefore keep one series per (method, route, status).
 """
 
 from __future__ import annotations
@@ -47,13 +66,13 @@ class HttpSettings:
 
 
 class _RouteChildren:
-    """The children one (method, route, status) writes, resolved once."""
+    """The children one (method, route, status, error type) writes, resolved once."""
 
     __slots__ = ("_ttfb", "_ttfb_labels", "background", "duration", "lock", "request_size",
                  "response_size", "ttfb_family")  # fmt: skip
 
-    def __init__(self, m: HttpMetrics, method: str, route: str, status: str) -> None:
-        self.duration = m.request_duration.labels(method, route, status)
+    def __init__(self, m: HttpMetrics, method: str, route: str, status: str, failure: str) -> None:
+        self.duration = m.request_duration.labels(method, route, status, failure)
         self.request_size = m.request_body_size.labels(method, route, status)
         self.response_size = m.response_body_size.labels(method, route, status)
         self.background = m.background_duration.labels(method, route)
@@ -70,16 +89,12 @@ class _RouteChildren:
             self._ttfb = self.ttfb_family.labels(*self._ttfb_labels)
         return self._ttfb
 
-    def record(
-        self, duration: float | None, received: float, sent: float, background: float | None
-    ) -> None:
+    def record(self, duration: float | None, received: float, sent: float) -> None:
         if self.lock is None:
             if duration is not None:
                 self.duration.observe(duration)
             self.request_size.observe(received)
             self.response_size.observe(sent)
-            if background is not None:
-                self.background.observe(background)
             return
         # acquire/try/finally costs half of `with lock:` (try is free on 3.11+)
         self.lock.acquire()
@@ -88,8 +103,6 @@ class _RouteChildren:
                 self.duration.observe_unlocked(duration)
             self.request_size.observe_unlocked(received)
             self.response_size.observe_unlocked(sent)
-            if background is not None:
-                self.background.observe_unlocked(background)
         finally:
             self.lock.release()
 
@@ -112,6 +125,37 @@ def close_code_label(code: Any, *, from_client: bool) -> str:
     return OTHER
 
 
+def client_gone(receive: Receive) -> bool:
+    """Whether the server already holds an ``http.disconnect`` for this request, found out
+    without waiting: ``receive()`` runs up to the point where it would wait, and is closed
+    there, as a coroutine that is never resumed is (its waiter removed, nothing consumed).
+
+    Only under asyncio, whose awaitables can be left that way; other event loops are never
+    asked. Called just before the final body message: a request body message the
+    application left unread may be taken on the way (at most two, so an upload nobody reads
+    is not drained here), and nobody reads it afterwards.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    for _ in range(2):
+        step = receive().__await__()
+        try:
+            step.send(None)
+        except StopIteration as returned:
+            message = returned.value
+        else:
+            step.close()  # it would have to wait: the client is still there
+            return False
+        kind = message.get("type")
+        if kind == "http.disconnect":
+            return True
+        if kind != "http.request":
+            return False
+    return False
+
+
 class InferwatchMiddleware:
     def __init__(self, app: Any, *, metrics: HttpMetrics, settings: HttpSettings) -> None:
         self.app = app
@@ -120,7 +164,7 @@ class InferwatchMiddleware:
         self._exclude = settings.exclude_paths
         self._exemplar = settings.exemplar
         self._routes = RouteTemplates()
-        self._children: dict[tuple[str, str, int], _RouteChildren] = {}
+        self._children: dict[tuple[str, str, int, str], _RouteChildren] = {}
         self._active: dict[str, GaugeChild] = {}
         # One bound per registry (Starlette rebuilds this middleware when it likes), whose
         # admitted types are shared by all workers in multiprocess mode.
@@ -141,28 +185,52 @@ class InferwatchMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        method = scope.get("method")
         if method not in KNOWN_METHODS:
             method = OTHER
-        active = self._active.get(method)
-        if active is None:
-            active = self._active[method] = self.metrics.active_requests.labels(method)
-        active.inc()
+        active: GaugeChild | None = None
+        try:
+            active = self._active.get(method)
+            if active is None:
+                active = self._active[method] = self.metrics.active_requests.labels(method)
+            active.inc()
+        except Exception as exc:
+            active = None  # never decrement what was not incremented
+            self._internal_error("http.start", exc)
         received = sent = 0.0  # floats: bisect against float bounds is twice as fast
         status = 0
-        first_byte = end = 0.0
+        first_byte = end = left = 0.0  # left: when the client was seen to go, if it did
+        finishing = False  # the final body message has been handed to the server
+        recorded: _RouteChildren | None = None  # what the complete response was counted in
+
+        def release() -> None:
+            """The response is over (complete, abandoned or failed): no longer in flight."""
+            nonlocal active
+            if active is not None:
+                gauge, active = active, None  # once only, even if dec() raises
+                try:
+                    gauge.dec()
+                except Exception as exc:
+                    self._internal_error("http.end", exc)
+
         start = perf_counter()
 
         async def receive_counting() -> Message:
-            nonlocal received
+            nonlocal received, left
             message = await receive()
-            body = message.get("body")
-            if body:
-                received += len(body)
+            try:
+                body = message.get("body")
+                if body:
+                    received += len(body)
+                elif not finishing and not left and message["type"] == "http.disconnect":
+                    left = perf_counter()
+                    release()
+            except Exception as exc:
+                self._internal_error("http.receive", exc)
             return message
 
         async def send_observing(message: Message) -> None:
-            nonlocal sent, status, first_byte, end
+            nonlocal sent, status, first_byte, end, left, finishing, recorded
             final = False
             try:
                 if message["type"] == "http.response.body":
@@ -170,16 +238,33 @@ class InferwatchMiddleware:
                     if body:
                         sent += len(body)
                     if not message.get("more_body"):
-                        final = True
+                        final = finishing = True
+                        if not left and client_gone(receive):
+                            left = perf_counter()
                     elif body and not first_byte:
                         first_byte = perf_counter()
                 elif message["type"] == "http.response.start":
                     status = message["status"]
             except Exception as exc:
                 self._internal_error("http.send", exc)
-            await send(message)
+            try:
+                await send(message)
+            except OSError:  # ASGI 2.4 servers raise this when the client has gone
+                if not left and not end:
+                    left = perf_counter()
+                raise
             if final:
+                # Counted now rather than when the application returns: background work
+                # may take minutes, and the request must not wait for it to be seen.
                 end = perf_counter()
+                release()
+                try:
+                    recorded = self._record_http(
+                        scope, method, status, None, start, first_byte, left or end, left,
+                        received, sent,
+                    )  # fmt: skip
+                except Exception as exc:
+                    self._internal_error("http.record", exc)
 
         error: BaseException | None = None
         try:
@@ -189,11 +274,21 @@ class InferwatchMiddleware:
             raise
         finally:
             done = perf_counter()
+            release()
             try:
-                active.dec()
-                self._record_http(
-                    scope, method, status, error, start, first_byte, end, done, received, sent
-                )
+                if not end:  # no final body message: the response ended with the application
+                    self._record_http(
+                        scope, method, status, error, start, first_byte, left or done, left,
+                        received, sent,
+                    )  # fmt: skip
+                else:
+                    if recorded is not None:
+                        recorded.background.observe(done - end)
+                    if error is not None and not isinstance(error, asyncio.CancelledError):
+                        # Raised after a complete response (a background task): the request
+                        # did not fail, but the exception is still counted.
+                        route = self._routes.template(scope)
+                        self.metrics.exceptions.labels(method, route, self._error_type(error)).inc()
             except Exception as exc:
                 self._internal_error("http.record", exc)
 
@@ -205,32 +300,43 @@ class InferwatchMiddleware:
         error: BaseException | None,
         start: float,
         first_byte: float,
-        end: float,
-        done: float,
+        stop: float,
+        left: float,
         received: float,
         sent: float,
-    ) -> None:
-        if not status:  # no response was started
-            status = CLIENT_CLOSED if isinstance(error, asyncio.CancelledError) else 500
+    ) -> _RouteChildren:
+        """Count a request whose response has ended at ``stop``: complete, abandoned by the
+        client (``left``), or cut short by ``error``."""
+        # Cancellation is the server giving up on the request: a disconnect, or shutdown.
+        cancelled = isinstance(error, asyncio.CancelledError)
+        if left or cancelled:
+            status = CLIENT_CLOSED  # whatever the application sent, the client did not get it
+        elif not status:  # an exception before the response started
+            status = 500
+        raised = self._error_type(error) if error is not None and not cancelled else ""
+        if raised:
+            failure = raised
+        elif status == CLIENT_CLOSED or not 100 <= status < 500:
+            failure = _STATUS_LABELS.get(status, OTHER)
+        else:
+            failure = ""
         route = self._routes.template(scope)
-        children = self._children.get((method, route, status))
+        key = (method, route, status, failure)
+        children = self._children.get(key)
         if children is None:
             status_label = _STATUS_LABELS.get(status, OTHER)
-            children = _RouteChildren(self.metrics, method, route, status_label)
-            self._children[(method, route, status)] = children
-        if end:
-            background: float | None = done - end
-        else:
-            end, background = done, None  # exception or disconnect: it ended with the app
+            children = _RouteChildren(self.metrics, method, route, status_label, failure)
+            self._children[key] = children
         if self._exemplar is None or (exemplar := self._exemplar()) is None:
-            children.record(end - start, received, sent, background)
+            children.record(stop - start, received, sent)
         else:  # opt-in tracing: the exemplar rides on the locked, slower path
-            children.duration.observe(end - start, exemplar)
-            children.record(None, received, sent, background)
+            children.duration.observe(stop - start, exemplar)
+            children.record(None, received, sent)
         if first_byte:
             children.ttfb().observe(first_byte - start)
-        if error is not None and not isinstance(error, asyncio.CancelledError):
-            self.metrics.exceptions.labels(method, route, self._error_type(error)).inc()
+        if raised:
+            self.metrics.exceptions.labels(method, route, raised).inc()
+        return children
 
     def _error_type(self, error: BaseException) -> str:
         return self._error_types(error_type(error))

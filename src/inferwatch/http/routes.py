@@ -4,6 +4,12 @@ The router has already matched the request by the time the application returns a
 matched route in ``scope["route"]``; we only translate that object into its full template,
 mount prefixes included. Matching the path against every route again, as other middlewares
 do, costs a regex per route per request and can disagree with the router.
+
+A mounted application that is not a router of routes (``StaticFiles``, any ASGI app) is
+labelled by its mount, ``/static/{path}``. Starlette's router names the mount in
+``scope["route"]``; FastAPI's sets no route for a mount, so there the mount is found from
+what it did leave: the prefix it consumed (``root_path`` beyond ``app_root_path``), matched
+against the mount prefixes only, and only for requests a mount took.
 """
 
 from __future__ import annotations
@@ -36,15 +42,24 @@ class RouteTemplates:
     def __init__(self) -> None:
         # id(route) -> (route, [(mount prefix regex, full template), ...])
         self._known: dict[int, tuple[Any, list[tuple[re.Pattern[str], str]]]] = {}
+        # Every mount of the tree, outer ones first: (full prefix regex, "<prefix>/{path}").
+        self._mounts: list[tuple[re.Pattern[str], str]] = []
+        self._mount_ids: set[int] = set()  # the routes among _known that are mounts
         self._router_id: int | None = None
 
     def template(self, scope: MutableMapping[str, Any]) -> str:
         route = scope.get("route")
         if route is None:
-            return UNMATCHED
+            return self._mounted(scope)
         entry = self._known.get(id(route))
         if entry is None or entry[0] is not route:
             entry = self._refresh(scope, route)
+        if id(route) in self._mount_ids:
+            # The router named a mount, but a router inside it may have passed the request
+            # on to a deeper mount without naming that one (FastAPI's routers do not).
+            found = self._mounted(scope)
+            if found != UNMATCHED:
+                return found
         candidates = entry[1]
         if len(candidates) == 1:
             return candidates[0][1]
@@ -55,13 +70,34 @@ class RouteTemplates:
                 return template
         return candidates[0][1]
 
+    def _mounted(self, scope: MutableMapping[str, Any]) -> str:
+        """The template of the mount that took a request without naming a route."""
+        app_root = scope.get("app_root_path")
+        router = scope.get("router")
+        if app_root is None or router is None:  # no mount matched: a plain 404
+            return UNMATCHED
+        if id(router) != self._router_id:
+            self._rewalk(router)
+        prefix = scope.get("root_path", "")[len(app_root) :]
+        # Walk order is the router's order; a nested mount's prefix contains its parent's, so
+        # a full match finds the mount that consumed exactly this prefix.
+        for regex, template in self._mounts:
+            if regex.fullmatch(prefix):
+                return template
+        return UNMATCHED
+
+    def _rewalk(self, router: Any) -> None:
+        if id(router) != self._router_id:
+            self._known.clear()
+            self._mounts.clear()
+            self._mount_ids.clear()
+            self._router_id = id(router)
+        self._walk(getattr(router, "routes", ()), "", set())
+
     def _refresh(self, scope: MutableMapping[str, Any], route: Any) -> tuple[Any, list[Any]]:
         router = scope.get("router")
-        if router is not None and id(router) != self._router_id:
-            self._known.clear()
-            self._router_id = id(router)
         if router is not None:
-            self._walk(getattr(router, "routes", ()), "", set())
+            self._rewalk(router)
         entry = self._known.get(id(route))
         if entry is None or entry[0] is not route:
             # A route outside the router's tree (a custom router, a copied scope): fall back
@@ -86,6 +122,10 @@ class RouteTemplates:
                 # its children under the prefix otherwise.
                 mount_prefix = prefix + _template(path.rstrip("/"))
                 self._add(route, prefix, mount_prefix + "/{path}")
+                self._mount_ids.add(id(route))
+                mount = (_prefix_regex(mount_prefix), mount_prefix + "/{path}")
+                if all(t != mount[1] for _, t in self._mounts):
+                    self._mounts.append(mount)
                 if children and id(route) not in seen:
                     self._walk(children, mount_prefix, seen | {id(route)})
                 continue

@@ -7,32 +7,52 @@ from collections.abc import Callable
 from types import TracebackType
 
 from inferwatch.stack import configs
+from inferwatch.stack.children import PidFile, previous_stack, terminate
 from inferwatch.stack.components import Component, components
 from inferwatch.stack.settings import StackSettings
 from inferwatch.stack.status import StackStatus, read_status
 from inferwatch.stack.supervisor import StackError, Supervisor, ensure_port_free
 
 Progress = Callable[[str], None]
+# How long the processes of a stale stack get to shut down (Prometheus flushing its head
+# block) before they are killed.
+STALE_STOP_TIMEOUT = 15.0
 
 
 class Stack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
-        self.supervisor = Supervisor(settings.log_dir, settings.startup_timeout)
+        self.pid_file = PidFile(settings.data_dir)
+        self.supervisor = Supervisor(settings.log_dir, settings.startup_timeout, self.pid_file)
         self.components: list[Component] = []
 
-    def prepare(self) -> None:
-        """Check binaries and ports, write every config into the data directory. Nothing
-        running yet, so any error here leaves the machine as it was."""
+    def prepare(self, progress: Progress = lambda _: None) -> None:
+        """Check binaries, stop what a dead runner left in the data directory, check ports,
+        write every config into the data directory. Nothing of this stack runs yet, so any
+        error here leaves the machine as it was."""
         self.components = components(self.settings)  # raises when a binary is missing
+        self._stop_stale(progress)
         for name, port in self.settings.ports.items():
             if name == "demo" and not self.settings.run_demo:
                 continue
             ensure_port_free(self.settings.host, port, name)
         configs.write_all(self.settings)
 
+    def _stop_stale(self, progress: Progress) -> None:
+        previous = previous_stack(self.pid_file)
+        if previous.runner is not None:
+            raise StackError(
+                f"a stack already runs from {self.settings.data_dir} (pid "
+                f"{previous.runner.pid}); stop it, or give this one another --data-dir"
+            )
+        stopped = terminate(previous.survivors, STALE_STOP_TIMEOUT)
+        if stopped:
+            names = ", ".join(f"{r.name} (pid {r.pid})" for r in stopped)
+            progress(f"stopped what a dead stack left running in {self.settings.data_dir}: {names}")
+        self.pid_file.remove()
+
     def start(self, progress: Progress = lambda _: None) -> None:
-        self.prepare()
+        self.prepare(progress)
         total = len(self.components)
         try:
             for index, component in enumerate(self.components, 1):

@@ -1,4 +1,5 @@
-"""Start, health-check and stop the stack's processes (through mirakuru's executors)."""
+"""Start, health-check and stop the stack's processes (through mirakuru's executors), each
+tied to the runner's life (:mod:`inferwatch.stack.children`) and named in the pid file."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import socket
 import subprocess
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mirakuru import HTTPExecutor
-from mirakuru.exceptions import ProcessExitedWithError, TimeoutExpired
+from mirakuru.exceptions import AlreadyRunning, ProcessExitedWithError, TimeoutExpired
 
+from inferwatch.stack.children import PidFile, spawn, with_lifeline
 from inferwatch.stack.components import Component
 
 
@@ -45,10 +48,46 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+class _Executor(HTTPExecutor):
+    """mirakuru's HTTP executor, its child started differently in two ways:
+
+    - ``start_new_session=True`` instead of mirakuru's ``preexec_fn=os.setsid``: the same
+      new session and process group (which ``stop()`` signals), without running Python
+      between fork and exec, which is unsafe in a process with threads;
+    - forked by :func:`~inferwatch.stack.children.spawn`'s long-lived thread, since the
+      child's PDEATHSIG fires when the thread that forked it exits.
+    """
+
+    def __init__(self, *args: Any, on_spawn: Callable[[int], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_spawn = on_spawn
+
+    @property
+    def _popen_kwargs(self) -> dict[str, Any]:
+        kwargs = super()._popen_kwargs
+        kwargs.pop("preexec_fn", None)
+        kwargs["start_new_session"] = True
+        return kwargs
+
+    def start(self) -> _Executor:
+        if self.process is None:
+            # What mirakuru's SimpleExecutor.start would do, which then skips its own Popen.
+            self.process = spawn(self.command_parts, **self._popen_kwargs)
+            self._on_spawn(self.process.pid)
+        super().start()
+        return self
+
+
 class Supervisor:
-    def __init__(self, log_dir: Path, startup_timeout: float) -> None:
+    """The running components, in start order. With ``pid_file`` each child is named there
+    from the moment it is forked until it is stopped (:mod:`inferwatch.stack.children`)."""
+
+    def __init__(
+        self, log_dir: Path, startup_timeout: float, pid_file: PidFile | None = None
+    ) -> None:
         self.log_dir = log_dir
         self.startup_timeout = startup_timeout
+        self.pid_file = pid_file
         self._running: list[tuple[Component, HTTPExecutor, IO[bytes]]] = []
 
     def pid(self, name: str) -> int | None:
@@ -71,8 +110,8 @@ class Supervisor:
         command = list(component.command)
         if component.watch is not None and (pid := self.pid(component.watch)) is not None:
             command += ["--pid", str(pid)]
-        executor = HTTPExecutor(
-            command,
+        executor = _Executor(
+            with_lifeline(command),
             url=component.health_url,
             method="GET",
             status=r"^2\d\d$",
@@ -80,27 +119,54 @@ class Supervisor:
             stdout=log,
             stderr=subprocess.STDOUT,
             envvars=dict(component.env) or None,  # on top of this process's environment
+            # Named in the pid file as soon as it exists, so that a runner killed while this
+            # one starts still leaves a record of it.
+            on_spawn=lambda pid: self._write_pid_file((component.name, pid)),
         )
         began = time.monotonic()
         try:
             executor.start()
-        except (TimeoutExpired, ProcessExitedWithError) as exc:
-            executor.kill()
-            log.close()
-            reason = (
-                f"not healthy within {self.startup_timeout:g} s"
-                if isinstance(exc, TimeoutExpired)
-                else "exited during start-up"
-            )
+        except (TimeoutExpired, ProcessExitedWithError, AlreadyRunning) as exc:
+            self._discard(executor, log)
+            if isinstance(exc, TimeoutExpired):
+                reason = f"not healthy within {self.startup_timeout:g} s"
+            elif isinstance(exc, AlreadyRunning):
+                reason = f"found {component.health_url} answering before it started"
+            else:
+                reason = "exited during start-up"
             raise StackError(
                 f"{component.name} {reason}; end of {log_path}:\n{_tail(log_path)}"
             ) from None
+        except BaseException:  # Ctrl-C while it starts: it must not outlive this call
+            self._discard(executor, log)
+            raise
         entry = (component, executor, log)
         if position is None:
             self._running.append(entry)
         else:
             self._running.insert(position, entry)
+        self._write_pid_file()
         return time.monotonic() - began
+
+    def _discard(self, executor: HTTPExecutor, log: IO[bytes]) -> None:
+        executor.kill()
+        log.close()
+        self._write_pid_file()
+
+    def _write_pid_file(self, starting: tuple[str, int] | None = None) -> None:
+        if self.pid_file is None:
+            return
+        children = [
+            (c.name, executor.process.pid)
+            for c, executor, _ in self._running
+            if executor.process is not None
+        ]
+        if starting is not None:
+            children.append(starting)
+        if children:
+            self.pid_file.write(children)
+        else:
+            self.pid_file.remove()
 
     def started(self) -> list[str]:
         """Components started and not stopped since, in stop order reversed (alive or not)."""
@@ -120,6 +186,7 @@ class Supervisor:
                     executor.kill()
                 finally:
                     log.close()
+                    self._write_pid_file()
                 return
         raise StackError(f"{name} is not running")
 
@@ -134,3 +201,4 @@ class Supervisor:
                 executor.kill()
             finally:
                 log.close()
+                self._write_pid_file()

@@ -1,7 +1,9 @@
-"""The alert sink over real HTTP: uvicorn in a thread of the test process, on a loopback port.
+"""The alert sink over real HTTP: uvicorn in a thread of the test process, on a loopback port,
+with the hardened protocol the ``alert-sink`` command uses.
 
-Validation (400/413/422), de-duplication, filters, bounds, forwarding and the exact metrics.
-The subprocess tests (CLI, restart with a store file) are in test_alert_sink_server.py.
+Validation (400/413/422), de-duplication, filters, bounds (memory, disk, receiver labels),
+credentials, forwarding and the exact metrics. The subprocess tests (CLI, restart with a
+store file) are in test_alert_sink_server.py.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from inferwatch.alertsink.app import SinkSettings, create_app
+from inferwatch.alertsink.server import sink_server
 from inferwatch.alertsink.store import NotificationStore
+from inferwatch.exposition import MetricsAuth
 from tests.support import free_port, scrape, wait_until
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
@@ -89,9 +92,7 @@ StartSink = Callable[..., Sink]
 @contextlib.contextmanager
 def running(app: FastAPI) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
+    server = sink_server(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
     thread = threading.Thread(target=server.run, name="alert-sink", daemon=True)
     thread.start()
     try:
@@ -173,6 +174,16 @@ def test_malformed_json_is_400(sink: Sink, body: bytes) -> None:
     )
     assert response.status_code == 400, response.text
     assert sink.notifications() == []
+    assert sink.metric("inferwatch_alertsink_rejected_total", reason="malformed") == 1
+
+
+def test_json_nested_too_deeply_is_400_not_500(sink: Sink) -> None:
+    body = b"[" * 2000 + b"]" * 2000  # within the 4 KiB body limit, past the recursion limit
+    response = sink.http.post(
+        "/alerts/pager", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {"detail": "body is JSON nested too deeply"}
     assert sink.metric("inferwatch_alertsink_rejected_total", reason="malformed") == 1
 
 
@@ -343,6 +354,45 @@ def test_memory_is_bounded_oldest_dropped(start_sink: StartSink) -> None:
     assert [r["alertname"] for r in sink.notifications()] == ["A1", "A2"]
 
 
+def test_receiver_label_values_are_capped(start_sink: StartSink) -> None:
+    sink = start_sink(max_receivers=2)
+    for n, receiver in enumerate(["pager", "chat", "spam-1", "spam-2", "pager"]):
+        body = payload(alert(fingerprint=str(n)), receiver=receiver)
+        assert sink.post(body, path=f"/alerts/{receiver}").status_code == 200
+    metrics = scrape(sink.url)
+    counted = {
+        s.labels["receiver"]: s.value
+        for s in metrics.samples("inferwatch_alertsink_notifications_total")
+    }
+    assert counted == {"pager": 2, "chat": 1, "_other": 2}
+    alerts = {
+        s.labels["receiver"]: s.value for s in metrics.samples("inferwatch_alertsink_alerts_total")
+    }
+    assert alerts == {"pager": 2, "chat": 1, "_other": 2}
+    # The records keep what was sent: only the metrics are bounded.
+    assert [r["receiver"] for r in sink.notifications(receiver="spam-2")] == ["spam-2"]
+
+
+def test_credentials_guard_every_endpoint_but_healthz(start_sink: StartSink) -> None:
+    sink = start_sink(auth=MetricsAuth.bearer("sink-t0ken"))
+    good = {"Authorization": "Bearer sink-t0ken"}
+    bad = {"Authorization": "Bearer wrong"}
+    assert sink.http.post("/alerts/pager", json=payload(), headers=good).status_code == 200
+    for headers in ({}, bad):
+        assert sink.http.delete("/notifications", headers=headers).status_code == 401
+        assert sink.http.get("/notifications", headers=headers).status_code == 401
+        assert sink.http.post("/alerts/pager", json=payload(), headers=headers).status_code == 401
+        assert sink.http.post("/alerts", json=payload(), headers=headers).status_code == 401
+        assert sink.http.get("/metrics", headers=headers).status_code == 401
+    denied = sink.http.delete("/notifications")
+    assert denied.headers["www-authenticate"] == 'Bearer realm="metrics"'
+    assert sink.http.get("/healthz").json() == {"status": "ok", "records": 1}
+    assert len(sink.http.get("/notifications", headers=good).json()) == 1
+    assert sink.http.delete("/notifications", headers=good).json() == {"cleared": 1}
+    assert sink.http.get("/healthz").json() == {"status": "ok", "records": 0}
+    assert "http_server_request_duration_seconds" in sink.http.get("/metrics", headers=good).text
+
+
 def test_metrics_count_exactly(sink: Sink) -> None:
     sink.post(payload(alert("A", fingerprint="1"), alert("B", fingerprint="2")))
     sink.post(payload(alert("A", fingerprint="1")))  # a repeat
@@ -449,3 +499,21 @@ def test_clear_empties_the_store_file(tmp_path: Path) -> None:
     store.add(_store_payload("two"))
     store.close()
     assert [r["fingerprint"] for r in NotificationStore(path=path).query()] == ["two"]
+
+
+def test_store_file_stays_bounded_while_running(tmp_path: Path) -> None:
+    path = tmp_path / "notifications.jsonl"
+    store = NotificationStore(max_records=2, path=path)
+    sizes = []
+    for n in range(7):
+        store.add(_store_payload(str(n)))
+        sizes.append(len(path.read_text(encoding="utf-8").splitlines()))
+    # Appended until more than twice max_records lines, then rewritten with the kept ones.
+    assert sizes == [1, 2, 3, 4, 2, 3, 4]
+    assert [r["fingerprint"] for r in store.query()] == ["5", "6"]
+    store.close()
+    reopened = NotificationStore(max_records=2, path=path)
+    assert [r["fingerprint"] for r in reopened.query()] == ["5", "6"]
+    [record], _ = reopened.add(_store_payload("7"))
+    assert record["id"] == 8
+    reopened.close()

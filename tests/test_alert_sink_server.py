@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,15 @@ def test_alert_sink_is_a_subcommand() -> None:
 
 
 @pytest.mark.parametrize(
-    "options", [["--port", "70000"], ["--forward", "ftp://x"], ["--max-body-bytes", "0"]]
+    "options",
+    [
+        ["--port", "70000"],
+        ["--forward", "ftp://x"],
+        ["--max-body-bytes", "0"],
+        ["--max-connections", "0"],
+        ["--request-timeout", "-1"],
+        ["--max-receivers", "0"],
+    ],
 )
 def test_bad_options_are_refused(options: list[str]) -> None:
     result = subprocess.run(
@@ -107,3 +116,32 @@ def test_client_waits_for_an_alert_and_times_out_with_what_it_saw(tmp_path: Path
         # --max-body-bytes reaches the app.
         big = payload(alert(fingerprint="2", padding="x" * 4096))
         assert post(server, big).status_code == 413
+
+
+def test_a_token_file_guards_the_sink_and_the_client_sends_it(tmp_path: Path) -> None:
+    token = tmp_path / "sink-token"
+    token.write_text("cli-t0ken-0x5EC2E7\n")
+    port = free_port()
+    with serve(
+        sink_command(port),
+        port=port,
+        log_path=tmp_path / "sink.log",
+        env={"INFERWATCH_ALERT_SINK_TOKEN_FILE": str(token)},
+    ) as server:
+        assert post(server, payload(alert(fingerprint="1"))).status_code == 401
+        response = httpx.post(
+            f"{server.url}/alerts/pager",
+            json=payload(alert(fingerprint="1")),
+            headers={"Authorization": "Bearer cli-t0ken-0x5EC2E7"},
+            timeout=10.0,
+        )
+        assert response.json() == {"recorded": 1, "duplicates": 0}
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            AlertSinkClient(server.url).clear()
+        assert denied.value.code == 401
+        client = AlertSinkClient(server.url, token="cli-t0ken-0x5EC2E7")
+        assert [r["fingerprint"] for r in client.notifications()] == ["1"]
+        assert client.clear() == 1
+        assert "cli-t0ken" not in repr(client)
+        log = server.log()
+    assert "auth: on" in log and "cli-t0ken" not in log

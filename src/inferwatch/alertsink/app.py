@@ -3,6 +3,9 @@
 Endpoints: ``POST /alerts`` and ``POST /alerts/{receiver}`` (Alertmanager's webhook; the path
 names the receiver configured to post there), ``GET /notifications`` (filter by receiver,
 alertname, status), ``DELETE /notifications``, ``GET /healthz`` and ``GET /metrics``.
+
+With ``SinkSettings.auth`` every endpoint but ``/healthz`` needs its credentials: reading,
+clearing and feeding the record alike (Alertmanager sends them with ``http_config``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from prometheus_client.registry import CollectorRegistry
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from inferwatch.alertsink.forward import Forwarder
-from inferwatch.alertsink.metrics import SinkMetrics
+from inferwatch.alertsink.metrics import DEFAULT_MAX_RECEIVERS, SinkMetrics
 from inferwatch.alertsink.models import WebhookPayload
 from inferwatch.alertsink.store import DEFAULT_MAX_RECORDS, NotificationStore
+from inferwatch.exposition.auth import MetricsAuth
 from inferwatch.http import instrument_app
 
 log = logging.getLogger("inferwatch.alertsink")
@@ -38,6 +43,9 @@ class SinkSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     forward_urls: tuple[str, ...] = field(default_factory=tuple)
     forward_timeout: float = 5.0
+    # Receiver names the metrics keep as label values; later ones are counted as "_other".
+    max_receivers: int = DEFAULT_MAX_RECEIVERS
+    auth: MetricsAuth | None = None  # credentials every endpoint but /healthz requires
 
 
 class Rejected(Exception):
@@ -62,11 +70,16 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise Rejected(413, "too_large", f"body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Rejected(413, "too_large", f"body larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Rejected(413, "too_large", f"body larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        # Hung up, or cut off by the server's request deadline: nobody reads the answer,
+        # but the request is counted, not logged as a server error.
+        raise Rejected(400, "malformed", "the request body did not arrive whole") from None
     return b"".join(chunks)
 
 
@@ -75,6 +88,8 @@ def parse_payload(body: bytes) -> WebhookPayload:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
         raise Rejected(400, "malformed", f"body is not JSON: {exc}") from None
+    except RecursionError:  # e.g. [[[[...]]]] a few thousand deep
+        raise Rejected(400, "malformed", "body is JSON nested too deeply") from None
     try:
         return WebhookPayload.model_validate(document)
     except ValidationError as exc:
@@ -90,7 +105,8 @@ def create_app(
     if settings.max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be at least 1, got {settings.max_body_bytes}")
     registry = CollectorRegistry() if registry is None else registry
-    metrics = SinkMetrics.create(registry)
+    metrics = SinkMetrics.create(registry, max_receivers=settings.max_receivers)
+    auth = settings.auth
     store = NotificationStore(settings.max_records, settings.store_path)
     forwarder = Forwarder(
         settings.forward_urls,
@@ -104,6 +120,11 @@ def create_app(
         forwarder.close()
         store.close()
 
+    def authorized(request: Request) -> None:
+        if auth is not None and not auth.allows(request.headers.get("authorization")):
+            raise HTTPException(401, "Unauthorized", headers={"WWW-Authenticate": auth.challenge})
+
+    guarded = [Depends(authorized)]
     app = FastAPI(title="inferwatch alert sink", lifespan=lifespan)
     app.state.store = store
     app.state.forwarder = forwarder
@@ -118,29 +139,30 @@ def create_app(
             headers = {"Connection": "close"} if exc.status == 413 else None
             return JSONResponse({"detail": exc.detail}, exc.status, headers=headers)
         added, duplicates = store.add(payload, endpoint)
-        metrics.notifications.labels(payload.receiver, payload.status).inc()
+        receiver = metrics.receiver(payload.receiver)
+        metrics.notifications.labels(receiver, payload.status).inc()
         for record in added:
-            metrics.alerts.labels(record["receiver"], record["status"]).inc()
+            metrics.alerts.labels(receiver, record["status"]).inc()
         if duplicates:
             metrics.duplicates.inc(duplicates)
         forwarder.submit(body)
         return JSONResponse({"recorded": len(added), "duplicates": duplicates})
 
-    @app.post("/alerts")
+    @app.post("/alerts", dependencies=guarded)
     async def alerts(request: Request) -> JSONResponse:
         return await receive(request, None)
 
-    @app.post("/alerts/{receiver}")
+    @app.post("/alerts/{receiver}", dependencies=guarded)
     async def alerts_for(receiver: str, request: Request) -> JSONResponse:
         return await receive(request, receiver)
 
-    @app.get("/notifications")
+    @app.get("/notifications", dependencies=guarded)
     async def notifications(
         receiver: str | None = None, alertname: str | None = None, status: str | None = None
     ) -> list[dict[str, Any]]:
         return store.query(receiver=receiver, alertname=alertname, status=status)
 
-    @app.delete("/notifications")
+    @app.delete("/notifications", dependencies=guarded)
     async def clear() -> dict[str, int]:
         return {"cleared": store.clear()}
 
@@ -148,5 +170,5 @@ def create_app(
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "records": len(store)}
 
-    instrument_app(app, registry=registry)
+    instrument_app(app, registry=registry, metrics_auth=auth)
     return app

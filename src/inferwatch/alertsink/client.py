@@ -16,9 +16,21 @@ Record = dict[str, Any]
 
 
 class AlertSinkClient:
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, *, timeout: float = 5.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout  # of one HTTP request
+        # The sink's bearer token, when it requires one; never part of repr or the URL.
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    def __repr__(self) -> str:
+        return f"AlertSinkClient({self.base_url!r})"
+
+    def _call(self, path: str, method: str = "GET") -> Any:
+        request = urllib.request.Request(
+            f"{self.base_url}{path}", method=method, headers=self._headers
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            return json.load(response)
 
     def notifications(
         self,
@@ -37,16 +49,13 @@ class AlertSinkClient:
             )
             if value is not None
         }
-        url = f"{self.base_url}/notifications"
+        path = "/notifications"
         if query:
-            url += "?" + urllib.parse.urlencode(query)
-        with urllib.request.urlopen(url, timeout=self.timeout) as response:
-            return list(json.load(response))
+            path += "?" + urllib.parse.urlencode(query)
+        return list(self._call(path))
 
     def clear(self) -> int:
-        request = urllib.request.Request(f"{self.base_url}/notifications", method="DELETE")
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:
-            return int(json.load(response)["cleared"])
+        return int(self._call("/notifications", "DELETE")["cleared"])
 
     def wait_for(
         self,

@@ -7,9 +7,12 @@ from dataclasses import dataclass
 from prometheus_client.registry import CollectorRegistry
 
 from inferwatch.metrics import Counter, CounterChild
+from inferwatch.metrics.labels import BoundedLabel
 
 REJECT_REASONS = ("too_large", "malformed", "invalid")
 FORWARD_RESULTS = ("ok", "error", "dropped")
+OTHER_RECEIVER = "_other"
+DEFAULT_MAX_RECEIVERS = 32  # an Alertmanager configuration names a handful
 
 
 @dataclass
@@ -19,9 +22,12 @@ class SinkMetrics:
     duplicates: CounterChild  # no labels: the one child, present (at 0) from the start
     rejected: Counter
     forwards: Counter
+    # The receiver comes from the request body: whoever can post chooses it, so its values
+    # are capped (the first ones seen are kept, later ones count as "_other").
+    receiver: BoundedLabel
 
     @classmethod
-    def create(cls, registry: CollectorRegistry) -> SinkMetrics:
+    def create(cls, registry: CollectorRegistry, *, max_receivers: int) -> SinkMetrics:
         metrics = cls(
             notifications=Counter(
                 "inferwatch_alertsink_notifications_total",
@@ -51,6 +57,12 @@ class SinkMetrics:
                 "Notifications forwarded to another URL, by result (dropped: too many pending).",
                 ("result",),
                 registry=registry,
+            ),
+            receiver=BoundedLabel(
+                "receiver",
+                name="alertsink.receiver",
+                other=OTHER_RECEIVER,
+                max_values=max_receivers,
             ),
         )
         # Present from the start, so a rate() over them never begins with a missing series.

@@ -4,7 +4,9 @@ One record per alert per distinct notification. Alertmanager repeats a notificat
 ``repeat_interval`` and re-sends it after a failed delivery; such a repeat (same receiver,
 fingerprint, status and startsAt) is counted on the record it repeats instead of stored again.
 Only new records go to the file, so a restart keeps every distinct notification, and the
-reloaded records keep de-duplicating what Alertmanager re-sends afterwards.
+reloaded records keep de-duplicating what Alertmanager re-sends afterwards. Once the file
+holds more than twice ``max_records`` lines it is rewritten with the records kept, so it
+stays bounded on disk too, however long the sink runs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -58,6 +59,10 @@ def records_of(payload: WebhookPayload, endpoint: str | None, received_at: str) 
     ]
 
 
+def _appender(path: Path) -> IO[str]:
+    return open(path, "a", encoding="utf-8")  # kept open until close()
+
+
 class NotificationStore:
     """Thread-safe; the oldest records are dropped beyond ``max_records``."""
 
@@ -70,6 +75,7 @@ class NotificationStore:
         self._lock = threading.Lock()
         self._next_id = 1
         self._file: IO[str] | None = None
+        self._lines = 0  # in the file: kept records, and those dropped since it was written
         if path is not None:
             self._file = self._open(path)
 
@@ -119,6 +125,7 @@ class NotificationStore:
                 self._file.truncate(0)
                 self._file.flush()
                 os.fsync(self._file.fileno())
+                self._lines = 0
             return count
 
     def __len__(self) -> int:
@@ -135,15 +142,17 @@ class NotificationStore:
         while len(self._records) > self.max_records:
             self._records.popitem(last=False)
 
-    def _append(self, records: Iterable[Record]) -> None:
-        if self._file is None:
+    def _append(self, records: list[Record]) -> None:
+        if self._file is None or self.path is None or not records:
             return
-        lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        if not lines:
-            return
-        self._file.write(lines)
+        self._file.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
         self._file.flush()
         os.fsync(self._file.fileno())  # a notification acknowledged is a notification kept
+        self._lines += len(records)
+        if self._lines > 2 * self.max_records:
+            self._file.close()
+            self._rewrite(self.path)
+            self._file = _appender(self.path)
 
     def _open(self, path: Path) -> IO[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,12 +170,18 @@ class NotificationStore:
         if bad:
             log.warning("alert sink: skipped %d unreadable line(s) in %s", bad, path)
         torn = bool(text) and not text.endswith("\n")  # the next append would join it
-        if bad or torn or len(lines) > 2 * self.max_records:
-            # Rewrite what is kept, so the file neither grows forever nor keeps a torn line.
-            temporary = path.with_name(path.name + ".tmp")
-            with open(temporary, "w", encoding="utf-8") as out:
-                out.writelines(json.dumps(r, sort_keys=True) + "\n" for r in self._records.values())
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, path)
-        return open(path, "a", encoding="utf-8")  # kept open until close()
+        self._lines = len(lines)
+        if bad or torn or self._lines > 2 * self.max_records:
+            self._rewrite(path)
+        return _appender(path)
+
+    def _rewrite(self, path: Path) -> None:
+        """Replace the file with the records kept, so it neither grows forever nor keeps a
+        torn line. Atomic: a crash leaves the old file or the new one, never half of one."""
+        temporary = path.with_name(path.name + ".tmp")
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.writelines(json.dumps(r, sort_keys=True) + "\n" for r in self._records.values())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+        self._lines = len(self._records)

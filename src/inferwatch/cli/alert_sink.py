@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from inferwatch.alertsink.metrics import DEFAULT_MAX_RECEIVERS
 from inferwatch.cli.arguments import LOG_LEVELS, port, positive_float, positive_int
+from inferwatch.exposition.limits import ServerLimits
 
 PROG = "inferwatch alert-sink"
+TOKEN_ENV = "INFERWATCH_ALERT_SINK_TOKEN"
+TOKEN_FILE_ENV = "INFERWATCH_ALERT_SINK_TOKEN_FILE"
+LIMITS = ServerLimits()
 
 
 def _url(text: str) -> str:
@@ -29,6 +34,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "A webhook receiver for Alertmanager: validates and de-duplicates notifications, "
             "records them (in memory and optionally in a JSON-lines file), forwards them, and "
             "lists them at GET /notifications. Alertmanager posts to /alerts/<receiver>."
+        ),
+        epilog=(
+            f"Set {TOKEN_ENV} or {TOKEN_FILE_ENV} (a file holding it) to require a bearer "
+            "token on every endpoint but /healthz."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
@@ -66,6 +75,37 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="records kept in memory, oldest dropped first (default 10000)",
     )
+    parser.add_argument(
+        "--max-receivers",
+        type=positive_int,
+        default=DEFAULT_MAX_RECEIVERS,
+        metavar="N",
+        help="receiver names kept as metric labels, later ones counted as _other "
+        f"(default {DEFAULT_MAX_RECEIVERS})",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=positive_float,
+        default=LIMITS.request_timeout,
+        metavar="SECONDS",
+        help="close a connection whose request has not fully arrived after this long "
+        f"(default {LIMITS.request_timeout:g})",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=positive_float,
+        default=LIMITS.idle_timeout,
+        metavar="SECONDS",
+        help=f"close a kept-alive connection idle this long (default {LIMITS.idle_timeout:g})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=positive_int,
+        default=LIMITS.max_connections,
+        metavar="N",
+        help="connections held at once; past it the oldest idle one is closed "
+        f"(default {LIMITS.max_connections})",
+    )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--no-access-log", action="store_true", help="don't log each request")
     parser.set_defaults(func=run)
@@ -74,9 +114,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        import uvicorn
-
         from inferwatch.alertsink.app import SinkSettings, create_app
+        from inferwatch.alertsink.server import sink_server
     except ImportError as exc:
         hint = "pip install 'inferwatch[fastapi]'"
         print(f"{PROG}: needs the fastapi extra ({hint}): {exc}", file=sys.stderr)
@@ -84,32 +123,39 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    settings = SinkSettings(
-        store_path=args.store,
-        max_records=args.max_records,
-        max_body_bytes=args.max_body_bytes,
-        forward_urls=tuple(args.forward_urls),
-        forward_timeout=args.forward_timeout,
-    )
+    from inferwatch.exposition.auth import MetricsAuth
+
     try:
+        settings = SinkSettings(
+            store_path=args.store,
+            max_records=args.max_records,
+            max_body_bytes=args.max_body_bytes,
+            forward_urls=tuple(args.forward_urls),
+            forward_timeout=args.forward_timeout,
+            max_receivers=args.max_receivers,
+            auth=MetricsAuth.from_env(TOKEN_ENV, TOKEN_FILE_ENV),
+        )
         app = create_app(settings)
     except (OSError, ValueError) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=args.host,
-            port=args.port,
-            log_level=args.log_level,
-            access_log=not args.no_access_log,
-            timeout_graceful_shutdown=5,
-        )
+    server = sink_server(
+        app,
+        host=args.host,
+        port=args.port,
+        limits=ServerLimits(
+            request_timeout=args.request_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
+        ),
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
     )
     print(
         f"{PROG}: listening on {args.host}:{args.port} "
         f"(store: {args.store or 'memory only'}; "
-        f"forwarding to {len(settings.forward_urls)} URL(s))",
+        f"forwarding to {len(settings.forward_urls)} URL(s); "
+        f"auth: {'on' if settings.auth else 'off'})",
         flush=True,
     )
     server.run()

@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,9 +26,11 @@ from inferwatch.exporters import (
     redact_url,
     start_exporter,
 )
+from inferwatch.exporters.collector import scrape_deadline, timeout_from_header
 from inferwatch.exporters.config import load_file
 from inferwatch.exporters.host import HostCollector, MemoryGrowth
 from inferwatch.exporters.shared import SharedCollector
+from inferwatch.exposition import ServerLimits
 from tests.support import free_port, serve, wait_until
 from tests.support.server import LOOPBACK, inferwatch_command
 
@@ -130,6 +133,89 @@ def test_concurrent_scrapes_share_one_run() -> None:
     assert all(
         sample(m, "inferwatch_exporter_collector_success", collector="c") == 1 for m in results
     )
+
+
+# -- the scraper's timeout ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("header", "budget"),
+    [
+        ("10", 9.5),  # less the offset
+        ("2", 1.5),
+        (" 2.5 ", 2.0),
+        ("0.8", 0.4),  # never less than half the scraper's timeout
+        ("1e1", 9.5),
+        (None, None),  # no header: the configured timeout alone
+        ("", None),
+        ("ten", None),
+        ("0", None),
+        ("-3", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_scrape_timeout_header_parsing(header: str | None, budget: float | None) -> None:
+    assert timeout_from_header(header) == budget
+
+
+def test_scrape_timeout_offset_is_configurable() -> None:
+    assert timeout_from_header("10", offset=2.0) == 8.0
+    assert timeout_from_header("10", offset=0.0) == 10.0
+    assert build_config(None, {"scrape_timeout_offset": 1.0}).scrape_timeout_offset == 1.0
+    with pytest.raises(ConfigError, match="'scrape_timeout_offset'"):
+        build_config(None, {"scrape_timeout_offset": -1})
+
+
+def test_a_scrape_deadline_shortens_the_runner_timeout_for_that_scrape_only() -> None:
+    release = threading.Event()
+    hung, fine = Counting("hung", block=release), Counting("fine")
+    runner = CollectorRunner([hung, fine], timeout=30, cache_ttl=0)
+    try:
+        with scrape_deadline(time.monotonic() + 0.2):
+            m = list(runner.collect())
+        assert sample(m, "inferwatch_exporter_collector_success", collector="hung") == 0
+        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.2
+        assert sample(m, "inferwatch_exporter_collector_timeouts_total", collector="hung") == 1
+        assert sample(m, "inferwatch_exporter_collector_success", collector="fine") == 1
+        assert sample(m, "fine_ok") is not None and sample(m, "fine_more") == 1
+        with scrape_deadline(time.monotonic() - 60):  # already past: no time to wait at all
+            m = list(runner.collect())
+        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") == 0
+    finally:
+        release.set()
+
+
+def test_the_exporter_answers_within_the_scrapers_timeout() -> None:
+    release = threading.Event()
+    config = ExporterConfig(host=LOOPBACK, port=0, collector_timeout=30, cache_ttl=0)
+    exporter = start_exporter(config, collectors=[Counting("hung", block=release), Counting()])
+    try:
+        response = httpx.get(
+            f"{exporter.url}/metrics",
+            headers={"X-Prometheus-Scrape-Timeout-Seconds": "1"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+        m = list(text_string_to_metric_families(response.text))
+        assert sample(m, "inferwatch_exporter_collector_success", collector="hung") == 0
+        # 1 s less the 0.5 s offset: the collector was given up on by then, not after 30 s
+        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.5
+        assert sample(m, "inferwatch_exporter_collector_success", collector="c") == 1
+        assert sample(m, "c_more") == 1
+    finally:
+        release.set()
+        exporter.close()
+
+
+def test_server_limits_come_from_the_config() -> None:
+    config = build_config(None, {"request_timeout": 2.5, "idle_timeout": 30, "max_connections": 8})
+    assert config.limits == ServerLimits(request_timeout=2.5, idle_timeout=30, max_connections=8)
+    assert ExporterConfig().limits == ServerLimits()
+    with pytest.raises(ConfigError, match="'max_connections' must be a positive integer"):
+        build_config(None, {"max_connections": 0})
+    with pytest.raises(ConfigError, match="'request_timeout'"):
+        build_config(None, {"request_timeout": 0})
 
 
 # -- host --------------------------------------------------------------------------------

@@ -246,13 +246,14 @@ def uvicorn_settings(limits: ServerLimits, *, quiet: bool = False) -> MutableMap
     """``uvicorn.Config`` keywords for a server with ``limits``. ``quiet``: no access log,
     and client misbehaviour logged at debug (for a server inside someone else's service).
 
-    The listen backlog is also how many connections asyncio accepts in one go before the
-    protocols see them; keeping it at the bound keeps a burst of connections from
-    momentarily taking thousands of descriptors.
+    The listen backlog is also how many connections asyncio accepts in one go, before any
+    of them is read. Kept at an eighth of the bound: a burst then never takes more than a
+    few descriptors beyond the bound, and a client's request is read before eight more
+    bursts could push its connection out as the oldest unanswered one.
     """
     return {
         "http": HardenedProtocolFactory(limits, quiet=quiet),
         "ws": "none",
         "timeout_keep_alive": limits.idle_timeout,
-        "backlog": limits.max_connections,
+        "backlog": max(1, limits.max_connections // 8),
     }

@@ -65,11 +65,12 @@ class MetricsServer:
         self._protocol = _protocol()
         self.app = app
         self.limits = limits or ServerLimits()
+        self._settings = self._protocol.uvicorn_settings(self.limits, quiet=True)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             # Bound here, not in the thread: a port in use is the caller's error to handle.
             self.socket = socket.create_server(
-                (host, port), family=family, backlog=self.limits.max_connections
+                (host, port), family=family, backlog=self._settings["backlog"]
             )
         except OSError as exc:
             raise OSError(
@@ -120,7 +121,7 @@ class MetricsServer:
         import uvicorn
         from uvicorn.server import ServerState
 
-        settings = self._protocol.uvicorn_settings(self.limits, quiet=True)
+        settings = self._settings
         config = uvicorn.Config(
             self.app,
             lifespan="off",
@@ -138,7 +139,7 @@ class MetricsServer:
         server = await loop.create_server(
             lambda: factory(config=config, server_state=state, app_state={}),
             sock=self.socket,
-            backlog=self.limits.max_connections,
+            backlog=settings["backlog"],
         )
         self._stop = asyncio.Event()
         self._ready.set()

@@ -37,6 +37,7 @@ FAST_BODY_LEN = 2
 DURATION = "http_server_request_duration_seconds"
 ACTIVE = "http_server_active_requests"
 FAST = {"http_request_method": "GET", "http_route": "/fast", "http_response_status_code": "200"}
+FAST_DURATION = {**FAST, "error_type": ""}  # the duration's error_type: empty for successes
 TIMEOUT = 20.0
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -95,8 +96,8 @@ def _get_ignoring_errors(srv: Workers, path: str) -> None:
 
 def assert_fast_totals(samples: Samples, n: int) -> None:
     """Every /fast request counted exactly once, in every histogram that records it."""
-    assert value(samples, DURATION + "_count", **FAST) == n
-    series = buckets(samples, DURATION, FAST)
+    assert value(samples, DURATION + "_count", **FAST_DURATION) == n
+    series = buckets(samples, DURATION, FAST_DURATION)
     assert series[-1] == (math.inf, n)
     counts = [count for _, count in series]
     assert counts == sorted(counts), "cumulative buckets must not decrease"
@@ -115,7 +116,7 @@ def settled(srv: Workers, n: int) -> Samples:
 
     def recorded() -> Samples | None:
         samples = srv.samples()
-        done = value(samples, DURATION + "_count", **FAST) == n
+        done = value(samples, DURATION + "_count", **FAST_DURATION) == n
         return samples if done and value(samples, ACTIVE, http_request_method="GET") == 0 else None
 
     samples = wait_until(recorded, TIMEOUT, message=f"{n} recorded /fast requests")
@@ -157,7 +158,10 @@ def test_killed_workers_in_flight_gauge_disappears(server: Workers) -> None:
         cleaned_up, TIMEOUT, message=f"worker {victim}'s in-flight gauge and files to go"
     )
     assert_fast_totals(after, n)  # what the dead worker served is still counted, once
-    assert value(after, DURATION + "_count", **{**FAST, "http_route": "/slow/{token}"}) is None
+    assert (
+        value(after, DURATION + "_count", **{**FAST_DURATION, "http_route": "/slow/{token}"})
+        is None
+    )
 
     # The supervisor's replacement serves, and totals keep adding up exactly.
     live = server.wait_all_serving()

@@ -26,13 +26,14 @@ def _slo_panels(t: Thresholds) -> tuple[Panel, ...]:
     window = promql.window(slo.window)
     count = f"{HTTP}_count"
     total = f"sum(increase({count}{p.sel(p.JOB)}[{window}]))"
-    failed = f"(sum(increase({count}{p.sel(p.JOB, FIVE_XX)}[{window}])) or vector(0))"
+    # Failed as the SLO's rules count it: a 5xx status or an error_type.
+    failed = f"({promql.failed_requests(count, (), window, [p.JOB], 'increase')} or vector(0))"
     error_budget = promql.number(budget(t, SLIS[0]))
     objective = format_percent(slo.availability)
     availability = p.stat(
         f"Availability ({window})",
-        f"Share of non-5xx responses over the SLO window of {window}, against the objective "
-        f"of {objective}: red below it.",
+        f"Share of requests that did not fail (no 5xx status, no error_type) over the SLO "
+        f"window of {window}, against the objective of {objective}: red below it.",
         "percentunit",
         Query(f"1 - {failed} / {total}"),
         steps=(Step(RED, None), Step(GREEN, float(slo.availability))),
@@ -84,7 +85,8 @@ def build(t: Thresholds) -> DashboardSpec:
         ),
         p.stat(
             "Error ratio",
-            "Share of responses with a 5xx status over 5 minutes; amber and red at the "
+            "Share of failed requests (a 5xx status, or an error_type: an exception, a stream "
+            "broken halfway, a client that left) over 5 minutes; amber and red at the "
             "APIHighErrorRate levels." + OVERRIDES,
             "percentunit",
             Query(f"sum({ERRORS}{RECORDED}) / sum({REQUESTS}{RECORDED})"),
@@ -116,7 +118,7 @@ def build(t: Thresholds) -> DashboardSpec:
         ),
         p.timeseries(
             "Error ratio by route",
-            "Share of 5xx responses per route (5m, recorded: what APIHighErrorRate reads); "
+            "Share of failed requests per route (5m, recorded: what APIHighErrorRate reads); "
             "dashed lines at its warning and critical levels." + OVERRIDES,
             "percentunit",
             Query(f"max by (http_route) ({ERROR_RATIO}{RECORDED})", "{{http_route}}"),

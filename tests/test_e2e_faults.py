@@ -335,7 +335,7 @@ READY_SERIES = (
     "job_pool:db_client_connection_usage:ratio",
     "job_cache:inferwatch_cache_hit:ratio_rate5m",
     "job_model:inferwatch_model_load_duration_seconds:p95_1h",
-    "instance:inferwatch_process_resident_memory_growth_bytes_per_second:min30m",
+    "instance:process_resident_memory_bytes:deriv30m",
     "instance:inferwatch_host_cpu_usage:ratio_rate5m",
 )
 

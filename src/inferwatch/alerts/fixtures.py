@@ -77,6 +77,8 @@ def labels_for(signal: Signal) -> Labels:
         return {**DEFAULT_LABELS["gpu"], "type": signal.key.removeprefix("gpu_ecc_")}
     if signal.key == "model_load_failures":
         return {**DEFAULT_LABELS["model"], "reason": "oom"}
+    if signal.key == "memory_leak":  # the service's own process, not the exporter's
+        return {"job": "inferwatch-api", "instance": "api-1:8000"}
     group = {
         "job_route": "http", "instance": "host", "job_pool": "pool", "job_cache": "cache",
         "job_model": "model", "gpu": "gpu",
@@ -204,8 +206,17 @@ def threshold_series(
             {"series": _selector(size, labels),
              "values": gauge_values([(total, n) for _, n in values])},
         ]  # fmt: skip
+    if key == "memory_leak":
+        # RSS growing at the wanted slope (bytes/s), on a target serving inferwatch's HTTP
+        # metrics, which is what makes it a service process the rule judges.
+        return [
+            {"series": _selector("process_resident_memory_bytes", labels),
+             "values": counter_values([(v * step, n) for v, n in values])},
+            {"series": _selector("http_server_active_requests",
+                                  {**labels, "http_request_method": "GET"}),
+             "values": gauge_values([(Fraction(0), n) for _, n in values])},
+        ]  # fmt: skip
     gauges = {
-        "memory_leak": "inferwatch_process_resident_memory_growth_bytes_per_second",
         "gpu_utilization": "inferwatch_gpu_utilization_ratio",
         "gpu_temperature": "inferwatch_gpu_temperature_celsius",
     }

@@ -138,11 +138,20 @@ def _resources() -> list[Rule]:
             f"1 - sum {promql.by(HOST)} (inferwatch_host_memory_available_bytes)"
             f" / sum {promql.by(HOST)} (inferwatch_host_memory_total_bytes)",
         ),
-        # Growth that never dips below the threshold for 30m is a trend, not a spike.
+        # The service's own processes (prometheus_client's process collector; inferwatch's
+        # multiprocess mode sums it over the live workers), not the exporter's: only targets
+        # that serve inferwatch's HTTP metrics, so Prometheus, Alertmanager or any other
+        # process of the cluster is never judged.
         _rule(
-            "instance:inferwatch_process_resident_memory_growth_bytes_per_second:min30m",
-            f"min {promql.by(HOST)} (min_over_time("
-            "inferwatch_process_resident_memory_growth_bytes_per_second[30m]))",
+            "instance:process_resident_memory_bytes:sum",
+            f"sum {promql.by(HOST)} (process_resident_memory_bytes"
+            f" and on (job, instance) group {promql.by(HOST)} (http_server_active_requests))",
+        ),
+        # A 30m least-squares slope rides out a one-off allocation; the alert's for: then
+        # asks the growth to persist.
+        _rule(
+            "instance:process_resident_memory_bytes:deriv30m",
+            "deriv(instance:process_resident_memory_bytes:sum[30m])",
         ),
         _rule(
             "gpu:inferwatch_gpu_utilization_ratio:avg5m",

@@ -108,14 +108,14 @@ PAGES: dict[str, Page] = {
         ),
     ),
     "ProcessMemoryLeakSuspected": Page(
-        "The watched processes' resident memory has grown steadily for the whole window.",
+        "The service's processes' resident memory has grown steadily for the whole window.",
         (
             "Caches without a size bound (embeddings, tokenizers, results).",
             "Tensors or buffers kept alive by references in long-lived objects.",
             "Model versions loaded side by side and never released.",
         ),
         (
-            "Check `inferwatch_process_resident_memory_bytes` over the last day.",
+            "Check `process_resident_memory_bytes` of the service's job over the last day.",
             "Check `inferwatch_cache_entries` and model load/unload counts.",
             "Take a heap profile of one worker and restart it if memory is nearly exhausted.",
         ),

@@ -79,10 +79,9 @@ SIGNALS: tuple[Signal, ...] = (
     ),
     Signal(
         "memory_leak", "ProcessMemoryLeakSuspected", "byte_rate",
-        "instance:inferwatch_process_resident_memory_growth_bytes_per_second:min30m", HOST,
-        "resources",
-        "Resident memory keeps growing on {{ $labels.instance }}",
-        "Minimum resident-memory growth over 30m",
+        "instance:process_resident_memory_bytes:deriv30m", HOST, "resources",
+        "Resident memory keeps growing on {{ $labels.job }} {{ $labels.instance }}",
+        "Resident-memory growth of the service's processes over 30m",
     ),
     Signal(
         "db_pool_usage", "DBPoolHighUsage", "ratio",

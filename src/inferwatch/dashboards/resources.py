@@ -11,7 +11,9 @@ UID = "inferwatch-resources"
 HOST = p.sel(p.JOB, p.INSTANCE)
 CPU = "instance:inferwatch_host_cpu_usage:ratio_rate5m"
 MEMORY = "instance:inferwatch_host_memory_usage:ratio"
-GROWTH = "instance:inferwatch_process_resident_memory_growth_bytes_per_second:min30m"
+# The service's own processes, the ones the leak alert judges (see the recording rules).
+SERVICE_RSS = "instance:process_resident_memory_bytes:sum"
+GROWTH = "instance:process_resident_memory_bytes:deriv30m"
 NOT_IDLE = 'reason!="gpu_idle"'
 GPU_LEGEND = "GPU {{gpu}} {{instance}}"
 GPU_NOTE = " Without a GPU the exporter's gpu collector fails and these series are absent."
@@ -113,11 +115,12 @@ def build(t: Thresholds) -> DashboardSpec:
             width=6,
         ),
         p.stat(
-            "Memory growth (30m floor)",
-            "Least resident-memory growth rate of the watched service over 30 minutes: "
-            "positive all along means a leak. Amber at the ProcessMemoryLeakSuspected level.",
+            "Memory growth (30m)",
+            "Resident-memory growth of the service's processes over 30 minutes, the "
+            "fastest-growing target: positive all along means a leak. Amber at the "
+            "ProcessMemoryLeakSuspected level.",
             "Bps",
-            Query(f"max({GROWTH}{HOST})"),
+            Query(f"max({GROWTH})"),
             steps=steps(t, "memory_leak"),
             width=6,
         ),
@@ -174,25 +177,22 @@ def build(t: Thresholds) -> DashboardSpec:
     memory = (
         p.timeseries(
             "Service resident memory",
-            "Resident memory of the watched service processes, with its linear trend one hour "
-            "ahead from the last 30 minutes: a trend line that keeps climbing reveals a leak.",
+            "Resident memory of the service's own processes (all workers of a target summed), "
+            "with its linear trend one hour ahead from the last 30 minutes: a trend line that "
+            "keeps climbing reveals a leak.",
             "bytes",
-            Query(f"inferwatch_process_resident_memory_bytes{HOST}", "RSS {{instance}}"),
+            Query(SERVICE_RSS, "RSS {{job}} {{instance}}"),
             Query(
-                f"predict_linear(inferwatch_process_resident_memory_bytes{HOST}[30m], 3600)",
-                "in 1h at this trend {{instance}}",
+                f"predict_linear({SERVICE_RSS}[30m], 3600)",
+                "in 1h at this trend {{job}} {{instance}}",
             ),
         ),
         p.timeseries(
             "Resident memory growth",
-            "Slope of resident memory over the exporter's growth window, and its floor over "
-            "30 minutes (recorded: what ProcessMemoryLeakSuspected reads).",
+            "Least-squares slope of the service processes' resident memory over 30 minutes "
+            "(recorded: what ProcessMemoryLeakSuspected reads).",
             "Bps",
-            Query(
-                f"inferwatch_process_resident_memory_growth_bytes_per_second{HOST}",
-                "slope {{instance}}",
-            ),
-            Query(f"{GROWTH}{HOST}", "30m floor {{instance}}"),
+            Query(GROWTH, "slope {{job}} {{instance}}"),
             steps=steps(t, "memory_leak"),
             min=None,
         ),

@@ -154,6 +154,7 @@ def test_fault_settings_are_validated_and_reset(client: httpx.Client) -> None:
     defaults = client.get("/admin/faults").json()
     assert defaults == {
         "error_rate": 0.0,
+        "stream_failure_rate": 0.0,
         "added_latency_seconds": 0.0,
         "timeout_rate": 0.0,
         "timeout_seconds": 30.0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from inferwatch.demo import settings as demo_settings
-from inferwatch.demo.faults import Faults, FaultUpdate
+from inferwatch.demo.faults import Faults, FaultUpdate, InjectedStreamFailure
 from inferwatch.demo.generation import (
     SAMPLE_RATE,
     AudioRequest,
@@ -159,16 +159,18 @@ def create_app(
         chunks: int = Query(8, ge=1, le=256),
         chunk_seconds: float = Query(0.25, gt=0.0, le=5.0),
     ) -> StreamingResponse:
-        # Faults act before the first byte, so an error is still a clean 500/504 status.
+        # The request faults act before the first byte, so their errors are still a clean
+        # 500/504 status; only stream_failure_rate breaks a stream already under way.
         try:
             timeout = state.faults.get().timeout_seconds
             await asyncio.wait_for(state.faults.before_generation(), timeout)
         except asyncio.TimeoutError:
             raise HTTPException(504, "generation timed out") from None
         state.generated.labels("audio").inc(chunks * chunk_seconds)
-        return StreamingResponse(
-            state.stream(prompt, chunks, chunk_seconds), media_type="audio/wav"
-        )
+        audio = state.stream(prompt, chunks, chunk_seconds)
+        if state.faults.stream_breaks():
+            audio = _fail_after_first_chunk(audio)
+        return StreamingResponse(audio, media_type="audio/wav")
 
     @app.post("/v1/jobs", status_code=202)
     async def create_job(request: JobRequest, background: BackgroundTasks) -> JSONResponse:
@@ -227,6 +229,14 @@ def create_app(
 
     instrument_app(app, registry=registry)
     return app
+
+
+async def _fail_after_first_chunk(chunks: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    """The ``stream_failure_rate`` fault: the model fails once its first chunk is out."""
+    yield await anext(chunks)
+    failure = InjectedStreamFailure("injected failure mid-stream (stream_failure_rate fault)")
+    await chunks.athrow(failure)  # raised inside the model's stream, which counts an error
+    raise failure
 
 
 async def _find_job(state: DemoService, job_id: str) -> Job:

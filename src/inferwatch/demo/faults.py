@@ -4,7 +4,8 @@ Fault values are wall-clock seconds, never multiplied by the time scale: they de
 an operator wants to observe ("every request 350 ms slower"), and tests rely on them landing
 in a known histogram bucket.
 
-Request faults (latency, errors, hangs, model loads) act where the request runs; state faults
+Request faults (latency, errors, hangs, streams breaking halfway, model loads) act where the
+request runs; state faults
 (``memory_leak_mb_per_second``, ``pool_exhaustion``, ``cold_cache``) are applied by
 :mod:`inferwatch.demo.effects`, which every worker runs.
 """
@@ -28,12 +29,18 @@ class InjectedFault(Exception):
     """Raised by a generation endpoint when the ``error_rate`` fault fires (a 500)."""
 
 
+class InjectedStreamFailure(Exception):
+    """Raised into a streamed generation after its first chunk when ``stream_failure_rate``
+    fires: the status line said 200, the client gets a truncated body."""
+
+
 class Faults(BaseModel):
     """The complete fault configuration."""
 
     model_config = ConfigDict(extra="forbid")
 
     error_rate: float = Field(0.0, ge=0.0, le=1.0)
+    stream_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     added_latency_seconds: float = Field(0.0, ge=0.0, le=3600.0)
     timeout_rate: float = Field(0.0, ge=0.0, le=1.0)
     timeout_seconds: float = Field(30.0, gt=0.0, le=3600.0)
@@ -51,6 +58,7 @@ class FaultUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error_rate: float | None = Field(None, ge=0.0, le=1.0)
+    stream_failure_rate: float | None = Field(None, ge=0.0, le=1.0)
     added_latency_seconds: float | None = Field(None, ge=0.0, le=3600.0)
     timeout_rate: float | None = Field(None, ge=0.0, le=1.0)
     timeout_seconds: float | None = Field(None, gt=0.0, le=3600.0)
@@ -124,6 +132,10 @@ class FaultSwitch:
             raise InjectedFault("injected model failure (error_rate fault)")
         if self.fires(faults.timeout_rate):
             await asyncio.Event().wait()  # hang until the request deadline cancels us
+
+    def stream_breaks(self) -> bool:
+        """Whether the streamed generation starting now fails after its first chunk."""
+        return self.fires(self.get().stream_failure_rate)
 
     def websocket_fails(self) -> bool:
         return self.fires(self.get().websocket_failure_rate)

@@ -229,6 +229,31 @@ async def test_unhandled_exception_counted_by_type(registry) -> None:
     assert sample(registry, "http_server_exceptions_total", **exceptions) == 2
 
 
+async def test_a_background_task_failing_fails_no_answered_request(registry) -> None:
+    app = FastAPI()
+
+    async def fail() -> None:
+        raise LookupError("the job's model is gone")
+
+    @app.post("/v1/jobs")
+    async def create(tasks: BackgroundTasks) -> dict:
+        tasks.add_task(fail)
+        return {"queued": True}
+
+    inferwatch.instrument_app(app, registry=registry)
+    async with client(app) as c:
+        assert (await c.post("/v1/jobs")).status_code == 200
+    assert sample(registry, f"{DURATION}_count", **duration_labels("/v1/jobs", method="POST")) == 1
+    assert {dict(k[1])["error_type"] for k in samples(registry) if k[0] == f"{DURATION}_count"} == {
+        ""
+    }
+    exceptions = {"http_request_method": "POST", "http_route": "/v1/jobs"}
+    assert (
+        sample(registry, "http_server_exceptions_total", error_type="LookupError", **exceptions)
+        == 1
+    )
+
+
 async def test_error_types_are_bounded(registry, monkeypatch) -> None:
     monkeypatch.setattr(middleware_module, "MAX_ERROR_TYPES", 3)
     app = FastAPI()

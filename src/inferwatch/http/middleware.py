@@ -10,8 +10,10 @@ request.
 How a request ends, as recorded:
 
 - The response is complete when its final body message is handed to the server; that is
-  when the request stops being in flight and its duration ends. Work the application does
-  afterwards (background tasks) is timed separately.
+  when the request stops being in flight, its duration ends and it is counted, not when
+  the application returns. Work the application does afterwards (background tasks) is
+  timed separately, and an exception it raises then is counted in
+  ``http_server_exceptions_total`` without failing a request that was answered in full.
 - A client that leaves first is recorded as 499. ASGI servers at spec 2.3, uvicorn among
   them, neither cancel the application nor fail its ``send()`` when the client goes: the
   response is written into the void and would look like a success. A departure shows only

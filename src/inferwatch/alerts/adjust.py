@@ -60,6 +60,15 @@ def with_targets(thresholds: Thresholds, targets: Sequence[str]) -> Thresholds:
     return dataclasses.replace(thresholds, settings=settings)
 
 
+def with_grafana(thresholds: Thresholds, base_url: str) -> Thresholds:
+    """Every ``dashboard_url`` at the Grafana this deployment really runs, or none when
+    ``base_url`` is "" (a deployment without Grafana gets no dead link)."""
+    if base_url and not re.match(r"https?://", base_url):
+        raise ValueError(f"the Grafana URL must be an http(s) URL, got {base_url!r}")
+    settings = dataclasses.replace(thresholds.settings, grafana_base_url=base_url.rstrip("/"))
+    return dataclasses.replace(thresholds, settings=settings)
+
+
 def with_evaluation_interval(thresholds: Thresholds, seconds: Fraction) -> Thresholds:
     """Rule groups evaluated as often as the deployment's Prometheus evaluates rules."""
     settings = dataclasses.replace(thresholds.settings, evaluation_interval=Fraction(seconds))

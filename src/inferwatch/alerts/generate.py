@@ -19,6 +19,7 @@ from inferwatch.alerts.adjust import (
     scale_for,
     scale_rule_windows,
     with_evaluation_interval,
+    with_grafana,
     with_targets,
 )
 from inferwatch.alerts.render import is_generated, to_yaml
@@ -62,6 +63,7 @@ def rule_files(
     evaluation_interval: str | None = None,
     window_scale: float = 1.0,
     scrape_interval: str | None = None,
+    grafana_base_url: str | None = None,
 ) -> Files:
     """Recording and alerting rules (file name -> YAML) for one deployment: the defaults
     with ``thresholds`` overlays merged on top, ``for:`` scaled, and its own scrape jobs.
@@ -70,8 +72,12 @@ def rule_files(
     a fast test deployment also recovers fast; no window drops below two scrape intervals
     (``scrape_interval``, else the thresholds file's). Rule names keep their production
     window (``...:ratio_rate5m``), as dashboards and alerts refer to them by name.
+    ``grafana_base_url`` replaces the thresholds' for the ``dashboard_url`` annotations; ""
+    leaves them out.
     """
     loaded = scale_for(load_thresholds(*thresholds), for_scale)
+    if grafana_base_url is not None:
+        loaded = with_grafana(loaded, grafana_base_url)
     if targets is not None:
         loaded = with_targets(loaded, targets)
     if evaluation_interval is not None:

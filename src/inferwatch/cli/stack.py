@@ -57,6 +57,12 @@ def add_parser(subparsers: Any) -> None:
     up.add_argument(
         "--service-password-file", type=Path, metavar="FILE", help="its password, from FILE"
     )
+    up.add_argument(
+        "--grafana-url",
+        metavar="URL",
+        help="a Grafana with inferwatch's dashboards: the alerts link to URL/d/<uid> (the stack "
+        "runs no Grafana, so without it they carry no dashboard link)",
+    )
     up.add_argument("--no-demo", action="store_true", help="do not run the demo service")
     up.add_argument("--demo-time-scale", type=float, default=1.0, metavar="F")
     up.add_argument("--scrape-interval", default="15s")
@@ -134,6 +140,7 @@ def _settings(args: argparse.Namespace) -> Any:
         service_token_file=args.service_token_file,
         service_username=args.service_username,
         service_password_file=args.service_password_file,
+        grafana_url=args.grafana_url,
         run_demo=not args.no_demo,
         demo_time_scale=args.demo_time_scale,
         scrape_interval=args.scrape_interval,

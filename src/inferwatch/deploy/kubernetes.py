@@ -18,7 +18,6 @@ namespace as a static label, or its alerts would fall through to the chart's roo
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any, Literal
 
 from inferwatch import __version__
 from inferwatch.alerts import alerting, recording
+from inferwatch.alerts.adjust import with_grafana
 from inferwatch.alerts.render import to_yaml
 from inferwatch.alerts.thresholds import Thresholds, load_thresholds
 from inferwatch.deploy import alertmanager_crd, workloads
@@ -194,10 +194,7 @@ def _with_namespace(group: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 
 def prometheus_rule(thresholds: Thresholds, settings: Settings) -> dict[str, Any]:
-    linked = dataclasses.replace(
-        thresholds.settings, grafana_base_url=(settings.grafana_url or "").rstrip("/")
-    )
-    alerts = alerting.groups(dataclasses.replace(thresholds, settings=linked))
+    alerts = alerting.groups(with_grafana(thresholds, settings.grafana_url or ""))
     return {
         "apiVersion": MONITORING,
         "kind": "PrometheusRule",

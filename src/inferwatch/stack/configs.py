@@ -70,6 +70,8 @@ def write_rules(settings: StackSettings) -> list[Path]:
         evaluation_interval=settings.evaluation_interval,
         window_scale=settings.window_scale,
         scrape_interval=settings.scrape_interval,
+        # The stack runs no Grafana: dashboard links only to one the user names.
+        grafana_base_url=settings.grafana_url or "",
     )
     for stale in rules_dir.glob("*.yaml"):
         if stale.name not in files:

@@ -42,6 +42,9 @@ class StackSettings:
     service_token_file: Path | None = None
     service_username: str | None = None
     service_password_file: Path | None = None
+    # A Grafana with inferwatch's dashboards, for the alerts' dashboard_url; the stack runs
+    # none, so without it the alerts carry no dashboard link (their runbook_url stays).
+    grafana_url: str | None = None
     run_demo: bool = True
     demo_time_scale: float = 1.0
     scrape_interval: str = "15s"
@@ -91,6 +94,10 @@ class StackSettings:
             if not parsed.hostname or parsed.port is None or parsed.username or parsed.path:
                 raise ValueError(f"--service must be host:port, got {target!r}")
         _check_service_auth(self)
+        if self.grafana_url is not None and not self.grafana_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(f"--grafana-url must be an http(s) URL, got {self.grafana_url!r}")
         if not self.run_demo and not self.service_targets:
             raise ValueError("nothing to monitor: give --service host:port or keep the demo")
         if self.for_scale <= 0:

@@ -5,8 +5,8 @@ an in-flight gauge that raises.
 
 Serve it with ``uvicorn --factory tests.apps.http_cases_app:build`` (or ``:build_broken``).
 Everything the tests wait for is visible over HTTP: ``/control/state`` tells how many
-handlers and background tasks are holding, ``/control/release?token=...`` lets those holding
-that token finish.
+handlers and background tasks are holding and for how long the oldest has been,
+``/control/release?token=...`` lets those holding that token finish.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -40,6 +41,7 @@ class _State:
     def __init__(self) -> None:
         self.running = {"handlers": 0, "background": 0}
         self._releases: dict[str, asyncio.Event] = {}
+        self._since: list[float] = []  # when each holder still holding began
 
     def release(self, token: str) -> asyncio.Event:
         return self._releases.setdefault(token, asyncio.Event())
@@ -47,12 +49,19 @@ class _State:
     async def hold(self, what: str, token: str) -> None:
         """Count ``what`` as running until ``token`` is released (or the limit passes)."""
         self.running[what] += 1
+        began = time.monotonic()
+        self._since.append(began)
         try:
             await asyncio.wait_for(self.release(token).wait(), HOLD_LIMIT_SECONDS)
         except asyncio.TimeoutError:
             pass
         finally:
             self.running[what] -= 1
+            self._since.remove(began)
+
+    def held_for(self) -> float:
+        """Seconds the longest-holding holder has held so far (0 when none holds)."""
+        return time.monotonic() - min(self._since) if self._since else 0.0
 
 
 def _static_dir() -> str:
@@ -72,7 +81,7 @@ def build(registry: CollectorRegistry | None = None) -> FastAPI:
 
     @app.get("/control/state")
     async def control_state() -> dict[str, Any]:
-        return dict(state.running)
+        return {**state.running, "held_for": state.held_for()}
 
     @app.post("/control/release")
     async def control_release(token: str) -> dict[str, str]:

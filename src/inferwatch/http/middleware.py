@@ -282,7 +282,8 @@ class InferwatchMiddleware:
             raise
         finally:
             done = perf_counter()
-            release()
+            if active is not None:  # still in flight: the response ended with the application
+                release()
             try:
                 if not end:  # no final body message: the response ended with the application
                     self._record_http(

@@ -7,8 +7,10 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client.metrics_core import CounterMetricFamily
+from prometheus_client.mmap_dict import mmap_key
 
 from inferwatch.metrics._base import Metric
+from inferwatch.metrics.mmapfile import GuardedMmapedDict
 
 
 class CounterChild:
@@ -31,6 +33,48 @@ class CounterChild:
         return self._value
 
 
+class SharedCounterChild(CounterChild):
+    """A counter child whose value is also written to this process's multiprocess file
+    (see :mod:`inferwatch.metrics.store`): one store into the mapping per write."""
+
+    __slots__ = ("__weakref__", "_file", "_key", "_metric", "_slot")
+
+    def __init__(self, metric: Counter, key: tuple[str, ...], lock: threading.Lock | None) -> None:
+        super().__init__(lock)
+        self._metric = metric
+        self._key = key
+        self._file: GuardedMmapedDict | None = None
+        self._slot = 0  # 0: no place (yet); the header occupies index 0 of every file
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError(f"counters only go up; got inc({amount})")
+        self._lock.acquire()
+        try:
+            self._value += amount
+            if self._slot:
+                self._file.view[self._slot] = self._value  # type: ignore[union-attr,index]
+            else:
+                self._metric._store.write_late(self)  # type: ignore[union-attr]
+        finally:
+            self._lock.release()
+
+    def _store_where(self) -> tuple[str, list[str]]:
+        return "counter", self._metric._mmap_keys(self._key)
+
+    def _store_placed(self, file: GuardedMmapedDict, slots: list[int], load: bool) -> None:
+        view: Any = file.view
+        if load:
+            self._value = view[slots[0]]
+        else:
+            view[slots[0]] = self._value
+        self._file, self._slot = file, slots[0]
+
+    def _store_forked(self) -> None:
+        self._value = 0.0
+        self._file, self._slot = None, 0
+
+
 class Counter(Metric[CounterChild]):
     kind = "counter"
 
@@ -40,6 +84,12 @@ class Counter(Metric[CounterChild]):
 
     def _local_child(self) -> CounterChild:
         return CounterChild(self._child_lock)
+
+    def _shared_child(self, key: tuple[str, ...]) -> CounterChild:
+        return SharedCounterChild(self, key, self._child_lock)
+
+    def _mmap_keys(self, key: tuple[str, ...]) -> list[str]:
+        return [mmap_key(self.name, self.name + "_total", self.labelnames, key, self.documentation)]
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(

@@ -12,10 +12,12 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client.metrics_core import HistogramMetricFamily
+from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from inferwatch.metrics._base import Metric
+from inferwatch.metrics.mmapfile import GuardedMmapedDict
 
 
 def validate_buckets(buckets: Sequence[float], *, what: str = "buckets") -> tuple[float, ...]:
@@ -75,6 +77,79 @@ class HistogramChild:
             return list(self._counts), self._sum
 
 
+class SharedHistogramChild(HistogramChild):
+    """A histogram child whose bucket counts and sum are also written to this process's
+    multiprocess file (see :mod:`inferwatch.metrics.store`): two stores into the mapping per
+    observation, the bucket's count and the sum (the count is the sum of the buckets).
+    The files carry no exemplars: ``exemplar`` is ignored."""
+
+    __slots__ = ("__weakref__", "_file", "_key", "_metric", "_slots")
+
+    def __init__(
+        self, metric: Histogram, key: tuple[str, ...], lock: threading.Lock | None
+    ) -> None:
+        super().__init__(metric.buckets, lock)
+        self._metric = metric
+        self._key = key
+        self._file: GuardedMmapedDict | None = None
+        # One index per bucket, then the sum's; None: no place (yet).
+        self._slots: list[int] | None = None
+
+    def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
+        if value != value:
+            return
+        index = bisect_left(self._bounds, value)
+        self._lock.acquire()
+        try:
+            counts = self._counts
+            counts[index] += 1
+            self._sum += value
+            slots = self._slots
+            if slots is not None:
+                view: Any = self._file.view  # type: ignore[union-attr]
+                view[slots[index]] = counts[index]
+                view[slots[-1]] = self._sum
+            else:
+                self._metric._store.write_late(self)  # type: ignore[union-attr]
+        finally:
+            self._lock.release()
+
+    def observe_unlocked(self, value: float) -> None:
+        if value == value:
+            index = bisect_left(self._bounds, value)
+            counts = self._counts
+            counts[index] += 1
+            self._sum += value
+            slots = self._slots
+            if slots is not None:
+                view: Any = self._file.view  # type: ignore[union-attr]
+                view[slots[index]] = counts[index]
+                view[slots[-1]] = self._sum
+            else:
+                self._metric._store.write_late(self)  # type: ignore[union-attr]
+
+    def _store_where(self) -> tuple[str, list[str]]:
+        return "histogram", self._metric._mmap_keys(self._key)
+
+    def _store_placed(self, file: GuardedMmapedDict, slots: list[int], load: bool) -> None:
+        view: Any = file.view
+        counts = self._counts
+        if load:
+            for i, slot in enumerate(slots[:-1]):
+                counts[i] = int(view[slot])
+            self._sum = view[slots[-1]]
+        else:
+            for i, slot in enumerate(slots[:-1]):
+                view[slot] = counts[i]
+            view[slots[-1]] = self._sum
+        self._file, self._slots = file, slots
+
+    def _store_forked(self) -> None:
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+        self._file, self._slots = None, None
+
+
 class Histogram(Metric[HistogramChild]):
     kind = "histogram"
     _reserved_labels = frozenset({"le"})
@@ -94,6 +169,20 @@ class Histogram(Metric[HistogramChild]):
 
     def _local_child(self) -> HistogramChild:
         return HistogramChild(self.buckets, self._child_lock)
+
+    def _shared_child(self, key: tuple[str, ...]) -> HistogramChild:
+        return SharedHistogramChild(self, key, self._child_lock)
+
+    def _mmap_keys(self, key: tuple[str, ...]) -> list[str]:
+        """The bucket keys in bucket order, then the sum's (prometheus_client's keys)."""
+        name, doc, names = self.name, self.documentation, self.labelnames
+        bucket_names = (*names, "le")
+        keys = [
+            mmap_key(name, name + "_bucket", bucket_names, (*key, le), doc)
+            for le in self._bucket_names
+        ]
+        keys.append(mmap_key(name, name + "_sum", names, key, doc))
+        return keys
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(

@@ -15,8 +15,13 @@ full directory stops only new series. Growth is retried at most once per
 :data:`RETRY_SECONDS` per file, so a full directory costs no system call per write; a value
 that gets its place later is written with its full in-memory total.
 
-:func:`install` makes prometheus_client's own value class use it, which covers every metric
-of the process, the application's own prometheus_client metrics included.
+The file is also what :mod:`inferwatch.metrics.store` writes through: :meth:`place_all` gives
+each value a fixed place once, and :attr:`~GuardedMmapedDict.view` writes a double there
+with one aligned 8-byte store, so no reader ever sees a half-written value (``struct.pack_into``
+zero-fills its target first, which a concurrent scrape could read as 0).
+
+:func:`install` makes prometheus_client's own value class use it, for a process whose
+prometheus_client values were created before inferwatch could give them its store.
 """
 
 from __future__ import annotations
@@ -75,7 +80,8 @@ class GuardedMmapedDict(MmapedDict):
     """``MmapedDict`` whose pages are allocated before they are mapped, and which drops (and
     counts) writes that find no room instead of letting the kernel raise SIGBUS.
 
-    Not thread safe, as its base: prometheus_client calls it under one lock per process.
+    Adding keys is not thread safe, as in its base: the store (or prometheus_client) does it
+    under one lock per process. Writes through :attr:`view` at a placed index need no lock.
     """
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
@@ -85,6 +91,9 @@ class GuardedMmapedDict(MmapedDict):
         self._f: Any = open(filename, "a+b")  # noqa: SIM115 (closed by close())
         self._fname = filename
         self._m: Any = None  # mapped once the file has room for its header
+        # The mapping as doubles, for direct writes at the indexes place_all() hands out;
+        # replaced with the mapping when the file grows.
+        self.view: memoryview | None = None
         self._capacity = 0
         self._used = 0
         self._positions: dict[str, int] = {}
@@ -120,27 +129,50 @@ class GuardedMmapedDict(MmapedDict):
         self._m[pos : pos + 16] = _pack_two_doubles(value, timestamp)
         return True
 
+    def place_all(self, keys: list[str]) -> list[int] | None:
+        """The index in :attr:`view` of each key's value (its timestamp follows it), adding
+        the keys the file does not hold yet, all of them or none: None if there is no room.
+        All or none, so that a histogram never has half of its buckets in the file."""
+        new = [key for key in dict.fromkeys(keys) if key not in self._positions]
+        if new:
+            entries = [_entry(key) for key in new]
+            if not self._room(sum(len(e) for e in entries)):
+                return None
+            for key, entry in zip(new, entries, strict=True):
+                self._m[self._used : self._used + len(entry)] = entry
+                self._used += len(entry)
+                self._positions[key] = self._used - 16
+            # The header last: a reader in another process sees whole entries only.
+            self._m[0:4] = _pack_integer(self._used)
+        positions = self._positions
+        return [positions[key] >> 3 for key in keys]
+
     def close(self) -> None:
         if self._f:
+            self._release_view()
             if self._m is not None:
                 self._m.close()
                 self._m = None
             self._f.close()
             self._f = None
 
+    def _map(self, m: mmap.mmap) -> None:
+        # The old mapping of a grown file is not released here: a writer in another thread
+        # may hold its view for the write it is doing (which lands in the same file pages);
+        # it is unmapped when the last such writer lets go.
+        self._m = m
+        self.view = memoryview(m).cast("d")
+
+    def _release_view(self) -> None:
+        # A mapping with a view on it cannot be closed.
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+
     # -- room -------------------------------------------------------------------------------
     def _add(self, key: str) -> bool:
         """Give ``key`` its place (prometheus_client's layout), if there is room."""
-        encoded = key.encode("utf-8")
-        padded = encoded + (b" " * (8 - (len(encoded) + 4) % 8))
-        entry = struct.pack(f"i{len(padded)}sdd".encode(), len(encoded), padded, 0.0, 0.0)
-        if not self._room(len(entry)):
-            return False
-        self._m[self._used : self._used + len(entry)] = entry
-        self._used += len(entry)
-        self._m[0:4] = _pack_integer(self._used)
-        self._positions[key] = self._used - 16
-        return True
+        return self.place_all([key]) is not None
 
     def _room(self, size_needed: int) -> bool:
         """Make sure ``size_needed`` more bytes fit, mapping or growing the file; False if the
@@ -156,7 +188,7 @@ class GuardedMmapedDict(MmapedDict):
         # continued, as prometheus_client does; its pages are allocated first too.
         size = self._capacity if mapped else os.fstat(fd).st_size
         start = size if mapped else 0
-        capacity = max(size, INITIAL_SIZE)
+        capacity = max(-(-size // 8) * 8, INITIAL_SIZE)  # whole doubles, for the view
         while (self._used if mapped else HEADER) + size_needed > capacity:
             capacity *= 2
         try:
@@ -170,7 +202,8 @@ class GuardedMmapedDict(MmapedDict):
                 if os.fstat(fd).st_size > size:
                     os.ftruncate(fd, size)
             return False
-        self._m, self._capacity = m, capacity
+        self._map(m)
+        self._capacity = capacity
         if not mapped:
             self._load()  # an existing file may already be fuller than the header
             return self._room(size_needed)
@@ -184,6 +217,14 @@ class GuardedMmapedDict(MmapedDict):
         else:
             for key, _, _, pos in self._read_all_values():
                 self._positions[key] = pos
+
+
+def _entry(key: str) -> bytes:
+    """One key with its value and timestamp (both 0), in prometheus_client's layout: the
+    length, the UTF-8 key padded so that the value is 8-byte aligned, two doubles."""
+    encoded = key.encode("utf-8")
+    padded = encoded + (b" " * (8 - (len(encoded) + 4) % 8))
+    return struct.pack(f"i{len(padded)}sdd".encode(), len(encoded), padded, 0.0, 0.0)
 
 
 def install(dropped_key: str) -> None:

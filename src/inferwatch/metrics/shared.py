@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.registry import CollectorRegistry
 
-from inferwatch.metrics import mmapfile, multiprocess
+from inferwatch.metrics import mmapfile, multiprocess, store
 from inferwatch.metrics.counter import Counter
 
 T = TypeVar("T")
@@ -56,15 +56,17 @@ def instrumentation_errors(registry: CollectorRegistry | None) -> Counter:
 
 
 def guard_multiprocess_files() -> None:
-    """In multiprocess mode, make a full directory drop writes instead of killing the
-    process (see :mod:`inferwatch.metrics.mmapfile`), and count them as
+    """In multiprocess mode, install this process's value store (see
+    :mod:`inferwatch.metrics.store`), make a full directory drop writes instead of killing
+    the process (see :mod:`inferwatch.metrics.mmapfile`), and count them as
     ``inferwatch_instrumentation_errors_total{component="multiprocess.write"}``.
 
     Runs when inferwatch is imported, so that it covers the application's own
     prometheus_client metrics too, and creates that series right away: its place in this
     process's counter file is taken while there is still room, so counting never needs any.
     """
-    if not multiprocess.configured():
+    directory = multiprocess.directory()
+    if directory is None or not multiprocess.configured():
         return
     mmapfile.install(
         mmap_key(
@@ -75,6 +77,7 @@ def guard_multiprocess_files() -> None:
             INSTRUMENTATION_ERRORS_HELP,
         )
     )
+    store.install(directory)
     instrumentation_errors(None).labels(DROPPED_WRITES)
 
 

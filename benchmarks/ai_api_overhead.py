@@ -6,7 +6,10 @@ Every case is a pair: a bare call and the same call instrumented, each run in ba
 rotated every round, bare and instrumented alternating which goes first), timed in thread CPU
 time; the overhead of a case is the median over rounds of its per-call time minus the bare
 call's time in the same round. Async functions are driven without an event loop (they never
-suspend), so no scheduler cost hides the instrumentation's.
+suspend), so no scheduler cost hides the instrumentation's. Two inference cases have a
+peer, the same bookkeeping written by hand with prometheus_client (the same observations,
+the same ``labels()`` lookups): the report gives the ratio of the two overheads, round by
+round.
 
     .venv/bin/python benchmarks/ai_api_overhead.py [--rounds N] [--calls N] [--markdown]
 """
@@ -30,6 +33,7 @@ import prometheus_client
 from prometheus_client import CollectorRegistry
 
 from inferwatch.ai import CacheMetrics, InferenceMetrics, ModelMetrics, instrumented_cache
+from inferwatch.ai.buckets import FIRST_CHUNK_SECONDS, INFERENCE_SECONDS
 
 DEFAULT_ROUNDS = 30
 DEFAULT_CALLS = 10_000
@@ -46,8 +50,13 @@ class Case:
     bare: Batch
     instrumented: Batch
     note: str = ""
+    peer: str = ""  # the name of the case that does the same by hand with prometheus_client
     bare_times: list[float] = field(default_factory=list)  # µs per call, one per round
     times: list[float] = field(default_factory=list)
+
+    def overheads(self) -> list[float]:
+        """Per round: instrumented minus bare, both timed in the same round."""
+        return [t - b for t, b in zip(self.times, self.bare_times, strict=True)]
 
 
 def loop(call: Callable[[], object]) -> Batch:
@@ -111,10 +120,13 @@ def inference_cases(registry: CollectorRegistry) -> list[Case]:
             r.first_chunk()
             r.produced(24, "tokens")
 
+    by_hand = HandWritten(CollectorRegistry())
     tracked = infer.track(MODEL)(noop)
     atracked = infer.track(MODEL)(anoop)
+    request_name = "`with infer.request(m)`"
+    streamed_name = "request + stage + `first_chunk()` + `produced(24)`"
     return [
-        Case("`with infer.request(m)`", "no-op call", loop(noop), loop(request)),
+        Case(request_name, "no-op call", loop(noop), loop(request), peer=by_hand.REQUEST),
         Case(
             '`with infer.request(m) as r, r.stage("inference")`',
             "no-op call",
@@ -122,11 +134,12 @@ def inference_cases(registry: CollectorRegistry) -> list[Case]:
             loop(request_stage),
         ),
         Case(
-            "request + stage + `first_chunk()` + `produced(24)`",
+            streamed_name,
             "no-op call",
             loop(noop),
             loop(request_streamed),
             "a streamed request's full bookkeeping",
+            peer=by_hand.STREAMED,
         ),
         Case("`@infer.track(m)` sync function", "plain sync function", loop(noop), loop(tracked)),
         Case(
@@ -135,7 +148,73 @@ def inference_cases(registry: CollectorRegistry) -> list[Case]:
             async_loop(anoop),
             async_loop(atracked),
         ),
+        Case(
+            by_hand.REQUEST,
+            "no-op call",
+            loop(noop),
+            loop(by_hand.request),
+            "not inferwatch: the same metrics by hand, 4 `labels()` lookups",
+        ),
+        Case(
+            by_hand.STREAMED,
+            "no-op call",
+            loop(noop),
+            loop(by_hand.streamed),
+            "not inferwatch: the same metrics by hand, 7 `labels()` lookups",
+        ),
     ]
+
+
+class HandWritten:
+    """What ``infer.request`` records, written by hand with prometheus_client: the same
+    families, labels and buckets, each value looked up with ``labels()`` where it is written
+    (as the facade did before it cached its children), the outcome from try/except."""
+
+    REQUEST = "reference: prometheus_client by hand, the request's bookkeeping"
+    STREAMED = "reference: prometheus_client by hand, the streamed request's bookkeeping"
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        pc = prometheus_client
+        self.requests = pc.Counter("hw_requests", "R.", ["model", "outcome"], registry=registry)
+        self.duration = pc.Histogram(
+            "hw_duration_seconds", "D.", ["model", "outcome"], buckets=INFERENCE_SECONDS,
+            registry=registry,
+        )  # fmt: skip
+        self.in_flight = pc.Gauge("hw_in_flight", "F.", ["model"], registry=registry)
+        self.stage = pc.Histogram(
+            "hw_stage_seconds", "S.", ["model", "stage"], buckets=INFERENCE_SECONDS,
+            registry=registry,
+        )  # fmt: skip
+        self.first = pc.Histogram(
+            "hw_first_chunk_seconds", "C.", ["model"], buckets=FIRST_CHUNK_SECONDS,
+            registry=registry,
+        )  # fmt: skip
+        self.output = pc.Counter("hw_output", "O.", ["model", "unit"], registry=registry)
+
+    def request(self, work: Callable[[], None] = noop) -> None:
+        self.in_flight.labels(MODEL).inc()
+        start = time.perf_counter()
+        outcome = "success"
+        try:
+            work()
+        except Exception:
+            outcome = "server_error"
+            raise
+        finally:
+            self.in_flight.labels(MODEL).dec()
+            elapsed = time.perf_counter() - start
+            self.requests.labels(MODEL, outcome).inc()
+            self.duration.labels(MODEL, outcome).observe(elapsed)
+
+    def streamed(self) -> None:
+        self.request(self._streamed_work)
+
+    def _streamed_work(self) -> None:
+        started = time.perf_counter()
+        noop()
+        self.stage.labels(MODEL, "inference").observe(time.perf_counter() - started)
+        self.first.labels(MODEL).observe(time.perf_counter() - started)
+        self.output.labels(MODEL, "tokens").inc(24)
 
 
 def model_cases(registry: CollectorRegistry) -> list[Case]:
@@ -267,8 +346,7 @@ def markdown(cases: Sequence[Case], command: str, rounds: int, calls: int) -> st
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for c in cases:
-        diffs = [t - b for t, b in zip(c.times, c.bare_times, strict=True)]  # paired by round
-        q1, med, q3 = quartiles(diffs)
+        q1, med, q3 = quartiles(c.overheads())  # paired by round
         bare = statistics.median(c.bare_times)
         lines.append(
             f"| {c.name} | {c.baseline} | {bare:.2f} | {statistics.median(c.times):.2f} | "
@@ -278,6 +356,8 @@ def markdown(cases: Sequence[Case], command: str, rounds: int, calls: int) -> st
     return "\n".join(
         [
             *lines,
+            "",
+            *peer_ratios(cases),
             "",
             f"{rounds} interleaved rounds of {calls} calls per variant, timed in thread CPU "
             "time; µs per call, including the benchmark's loop and the call itself (the same "
@@ -290,6 +370,27 @@ def markdown(cases: Sequence[Case], command: str, rounds: int, calls: int) -> st
             environment(),
         ]
     )
+
+
+def peer_ratios(cases: Sequence[Case]) -> list[str]:
+    """For each case with a peer: its overhead over the peer's, per round (both measured in
+    the same round), median and interquartile range."""
+    by_name = {c.name: c for c in cases}
+    lines = [
+        "| inferwatch | the same by hand with prometheus_client | overhead ratio (median) "
+        "| ratio IQR |",
+        "|---|---|---:|---:|",
+    ]
+    for c in cases:
+        peer = by_name.get(c.peer)
+        if peer is None:
+            continue
+        ratios = [
+            ours / theirs for ours, theirs in zip(c.overheads(), peer.overheads(), strict=True)
+        ]
+        q1, med, q3 = quartiles(ratios)
+        lines.append(f"| {c.name} | {peer.name} | {med:.2f}x | {q1:.2f} .. {q3:.2f} |")
+    return lines if len(lines) > 2 else []
 
 
 def environment() -> str:

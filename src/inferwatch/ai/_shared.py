@@ -14,7 +14,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.registry import CollectorRegistry
 
@@ -109,9 +109,45 @@ def state_for(registry: CollectorRegistry | None) -> RegistryState:
         return state
 
 
+class ByLabel(Generic[T]):
+    """What is built once per label of a bound (a metric's children for that label), found
+    by the raw value in one dict lookup.
+
+    Entries are keyed by the labels the bound gives, and a raw value is looked up as it is
+    first: every key is a label the bound maps to itself (an admitted or allowed value, or
+    the overflow value), so a raw value equal to a key has that key for its label, and an
+    admitted name, the common case, costs no call of the bound. Anything else (a value to
+    fold, a number, an unhashable value) goes through the bound. So this holds at most one
+    entry per label the bound can give, whatever the callers pass, and no client can grow
+    it with names of its choosing.
+    """
+
+    __slots__ = ("_bound", "_build", "_entries")
+
+    def __init__(self, bound: Callable[[object], str], build: Callable[[str], T]) -> None:
+        self._bound = bound
+        self._build = build
+        self._entries: dict[str, T] = {}
+
+    def __call__(self, raw: object) -> T:
+        try:
+            found = self._entries.get(raw)  # type: ignore[call-overload]
+        except TypeError:  # unhashable: only its label can be a key
+            found = None
+        if found is None:
+            label = self._bound(raw)
+            found = self._entries.get(label)
+            if found is None:
+                # setdefault: two threads building the same label keep one entry
+                found = self._entries.setdefault(label, self._build(label))
+        return found
+
+
 class Span:
     """A timed block usable as ``with`` and ``async with``; subclasses record in ``_begin`` and
     ``_end`` and must never raise from them (user exceptions pass through unchanged)."""
+
+    __slots__ = ()
 
     def _begin(self) -> None:
         raise NotImplementedError

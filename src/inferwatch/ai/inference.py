@@ -3,10 +3,10 @@ requests in flight, queue depth and batching."""
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
@@ -14,11 +14,19 @@ from typing import Any, TypeVar, cast
 from prometheus_client.registry import REGISTRY, CollectorRegistry
 
 from inferwatch.ai import buckets
-from inferwatch.ai._shared import Span, state_for, wrap_callable
+from inferwatch.ai._shared import ByLabel, Span, state_for, wrap_callable
+from inferwatch.ai.labels import BoundedLabel
 from inferwatch.ai.models import DEFAULT_MAX_MODELS
-from inferwatch.ai.outcomes import CANCELLED, OUTCOMES, REJECTED, OutcomeHook, classify
+from inferwatch.ai.outcomes import (
+    CANCELLED,
+    OUTCOMES,
+    REJECTED,
+    SUCCESS,
+    OutcomeHook,
+    classify,
+)
 from inferwatch.ai.outcomes import validate_hook as _validate_hook
-from inferwatch.metrics import Counter, Gauge, Histogram
+from inferwatch.metrics import Counter, CounterChild, Gauge, GaugeChild, Histogram, HistogramChild
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +95,89 @@ class InferenceSet:
             "How long a batch waited to fill before it ran.",
             ("model",), buckets=buckets.BATCH_WAIT_SECONDS, registry=r, unit="seconds",
         )  # fmt: skip
+        self._lock = threading.Lock()
+        self._models: ByLabel[ModelChildren] | None = None
+        self._queues: ByLabel[GaugeChild] | None = None
+
+    def models(
+        self, model: BoundedLabel, stage: BoundedLabel, unit: BoundedLabel
+    ) -> ByLabel[ModelChildren]:
+        """The children of each model label, built with the first facade's bounds: the
+        registry's (one per label, see RegistryState.bound), or for an unregistered set, the
+        one facade's."""
+        found = self._models
+        if found is None:
+            with self._lock:
+                if self._models is None:
+                    self._models = ByLabel(
+                        model, lambda label: ModelChildren(self, label, stage, unit)
+                    )
+                found = self._models
+        return found
+
+    def queues(self, priority: BoundedLabel) -> ByLabel[GaugeChild]:
+        """The queue depth child of each priority label."""
+        found = self._queues
+        if found is None:
+            with self._lock:
+                if self._queues is None:
+                    self._queues = ByLabel(priority, self.queue_depth.labels)
+                found = self._queues
+        return found
+
+
+class ModelChildren:
+    """The children one model label writes, each created on first use (a model that never
+    streams gets no first-chunk series) and then kept: a request costs dict lookups, not
+    label lookups. One per model label, so bounded by the model bound."""
+
+    __slots__ = ("_ended", "_first_chunk", "_in_flight", "_m", "cancelled", "label", "stages",
+                 "units")  # fmt: skip
+
+    def __init__(
+        self, m: InferenceSet, label: str, stage: BoundedLabel, unit: BoundedLabel
+    ) -> None:
+        self._m = m
+        self.label = label
+        self._in_flight: GaugeChild | None = None
+        self._first_chunk: HistogramChild | None = None
+        self._ended: dict[str, tuple[CounterChild, HistogramChild]] = {}
+        # (stage label, its duration child), by raw stage name
+        self.stages: ByLabel[tuple[str, HistogramChild]] = ByLabel(
+            stage, lambda name: (name, m.stage_duration.labels(label, name))
+        )
+        self.units: ByLabel[CounterChild] = ByLabel(unit, lambda name: m.output.labels(label, name))
+        self.cancelled: dict[str, CounterChild] = {}
+
+    def in_flight(self) -> GaugeChild:
+        child = self._in_flight
+        if child is None:
+            child = self._in_flight = self._m.in_flight.labels(self.label)
+        return child
+
+    def first_chunk(self) -> HistogramChild:
+        child = self._first_chunk
+        if child is None:
+            child = self._first_chunk = self._m.first_chunk.labels(self.label)
+        return child
+
+    def ended(self, outcome: str) -> tuple[CounterChild, HistogramChild]:
+        """The request counter and duration children of ``outcome`` (one of OUTCOMES)."""
+        found = self._ended.get(outcome)
+        if found is None:
+            m = self._m
+            found = (m.requests.labels(self.label, outcome), m.duration.labels(self.label, outcome))
+            found = self._ended.setdefault(outcome, found)
+        return found
+
+    def cancellation(self, stage: str) -> CounterChild:
+        """The cancellation counter of a stage label (or NO_STAGE)."""
+        child = self.cancelled.get(stage)
+        if child is None:
+            child = self.cancelled.setdefault(
+                stage, self._m.cancellations.labels(self.label, stage)
+            )
+        return child
 
 
 def inference_set(
@@ -130,13 +221,16 @@ class InferenceMetrics:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._state = state = state_for(registry)
-        self._metrics = inference_set(registry, duration_buckets)
+        self._metrics = m = inference_set(registry, duration_buckets)
         self._model = state.bound("model", allowed_models, max_models, DEFAULT_MAX_MODELS)
         self._stage = state.bound("stage")
         self._unit = state.bound("unit")
         self._priority = state.bound("priority")
         self._hook = _validate_hook(outcomes)
         self._clock = clock
+        # The children of each model, shared with every facade of the registry.
+        self._models = m.models(self._model, self._stage, self._unit)
+        self._queues = m.queues(self._priority)
 
     def request(self, model: str) -> InferenceRequest:
         """Time one request: ``with`` or ``async with infer.request("bark") as req: ...``."""
@@ -151,14 +245,15 @@ class InferenceMetrics:
                 return cast(F, self._wrap_async_gen(fn, model))
             if inspect.isgeneratorfunction(fn):
                 return cast(F, self._wrap_gen(fn, model))
-            return cast(F, wrap_callable(fn, functools.partial(self.request, model)))
+            return cast(F, wrap_callable(fn, functools.partial(InferenceRequest, self, model)))
 
         return decorate
 
     def rejected(self, model: str, count: int = 1) -> None:
         """Count requests refused before they ran (queue full, overload shedding)."""
         try:
-            self._metrics.requests.labels(self._model(model), REJECTED).inc(count)
+            label = self._models(model).label
+            self._metrics.requests.labels(label, REJECTED).inc(count)
         except Exception as exc:
             self._state.error("ai.inference.rejected", exc)
 
@@ -170,7 +265,7 @@ class InferenceMetrics:
     def batch(self, model: str, size: int, wait_seconds: float | None = None) -> None:
         """Record one batch: its size and, if known, how long it waited to fill."""
         try:
-            label = self._model(model)
+            label = self._models(model).label
             m = self._metrics
             m.batch_size.labels(label).observe(size)
             if wait_seconds is not None:
@@ -228,10 +323,14 @@ class InferenceMetrics:
 class InferenceRequest(Span):
     """One inference request in progress."""
 
+    __slots__ = ("_children", "_first_chunk_seen", "_in_flight", "_outcome", "_owner",
+                 "_raw_model", "_start", "_token", "failed_stage")  # fmt: skip
+
     def __init__(self, owner: InferenceMetrics, model: str) -> None:
         self._owner = owner
         self._raw_model = model
-        self._model: str | None = None
+        # The model's children, resolved when the request begins (or first needs them).
+        self._children: ModelChildren | None = None
         self._start: float | None = None
         self._in_flight = False
         self._outcome: str | None = None
@@ -251,9 +350,7 @@ class InferenceRequest(Span):
     def record_stage(self, name: str, seconds: float) -> None:
         """Record a stage timed elsewhere (say, by a batcher)."""
         try:
-            self._owner._metrics.stage_duration.labels(
-                self._model_label(), self._owner._stage(name)
-            ).observe(seconds)
+            self._model().stages(name)[1].observe(seconds)
         except Exception as exc:
             self._owner._state.error("ai.inference.stage", exc)
 
@@ -265,15 +362,15 @@ class InferenceRequest(Span):
         try:
             if self._start is not None:
                 elapsed = self._owner._clock() - self._start
-                self._owner._metrics.first_chunk.labels(self._model_label()).observe(elapsed)
+                children = self._children or self._model()
+                (children._first_chunk or children.first_chunk()).observe(elapsed)
         except Exception as exc:
             self._owner._state.error("ai.inference.first_chunk", exc)
 
     def produced(self, amount: float, unit: str = "tokens") -> None:
         """Count output: ``req.produced(3.2, unit="audio_seconds")``."""
         try:
-            label = self._owner._unit(unit)
-            self._owner._metrics.output.labels(self._model_label(), label).inc(amount)
+            (self._children or self._model()).units(unit).inc(amount)
         except Exception as exc:
             self._owner._state.error("ai.inference.produced", exc)
 
@@ -287,38 +384,42 @@ class InferenceRequest(Span):
             )
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def _model_label(self) -> str:
-        if self._model is None:
-            self._model = self._owner._model(self._raw_model)
-        return self._model
+    def _model(self) -> ModelChildren:
+        """This request's model children, resolved once (normally when it begins; the hot
+        paths read ``_children`` first and call this only when it is not set)."""
+        children = self._children
+        if children is None:
+            children = self._children = self._owner._models(self._raw_model)
+        return children
 
     def _begin(self) -> None:
+        o = self._owner
         try:
-            o = self._owner
-            o._metrics.in_flight.labels(self._model_label()).inc()
+            children = self._children = o._models(self._raw_model)
+            (children._in_flight or children.in_flight()).inc()
             self._in_flight = True
             self._start = o._clock()
         except Exception as exc:
-            self._owner._state.error("ai.inference.request", exc)
+            o._state.error("ai.inference.request", exc)
 
     def _end(self, exc: BaseException | None) -> None:
+        o = self._owner
         try:
-            o = self._owner
-            m = o._metrics
-            model = self._model_label()
+            children = self._children or self._model()
             if self._in_flight:
                 self._in_flight = False
-                m.in_flight.labels(model).dec()
+                (children._in_flight or children.in_flight()).dec()
             if self._start is None:
                 return  # _begin failed and was reported
             elapsed = o._clock() - self._start
-            outcome = self._outcome or classify(exc, o._hook)
-            m.requests.labels(model, outcome).inc()
-            m.duration.labels(model, outcome).observe(elapsed)
+            outcome = self._outcome or (SUCCESS if exc is None else classify(exc, o._hook))
+            count, duration = children.ended(outcome)
+            count.inc()
+            duration.observe(elapsed)
             if outcome == CANCELLED:
-                m.cancellations.labels(model, self.failed_stage or NO_STAGE).inc()
+                children.cancellation(self.failed_stage or NO_STAGE).inc()
         except Exception as err:
-            self._owner._state.error("ai.inference.request", err)
+            o._state.error("ai.inference.request", err)
 
     def __enter__(self) -> InferenceRequest:
         self._begin()
@@ -336,35 +437,46 @@ class InferenceRequest(Span):
         self.__exit__(exc_type, exc, tb)
 
     def _unbind(self) -> None:
-        if self._token is not None:
-            # Exited in another context than entered (ValueError): nothing to undo there.
-            with contextlib.suppress(ValueError):
-                _current.reset(self._token)
+        token = self._token
+        if token is not None:
             self._token = None
+            # Not contextlib.suppress: a context manager per request costs more than the rest.
+            try:  # noqa: SIM105
+                _current.reset(token)
+            except ValueError:  # exited in another context than entered: nothing to undo
+                pass
 
 
 class Stage(Span):
     """One stage of a request; the ``queue`` stage from ``req.queued()`` also holds a place
     in the queue depth."""
 
+    __slots__ = ("_depth", "_duration", "_label", "_name", "_priority", "_request", "_start")
+
     def __init__(self, request: InferenceRequest, name: str, priority: str | None = None) -> None:
         self._request = request
         self._name = name
         self._priority = priority
-        self._depth: Any = None
+        self._depth: GaugeChild | None = None
         self._label: str | None = None
+        self._duration: HistogramChild | None = None
         self._start: float | None = None
 
-    def _begin(self) -> None:
-        o = self._request._owner
+    def __enter__(self) -> Stage:  # Span's, without the call to _begin: it is on the hot path
+        req = self._request
+        o = req._owner
         try:
-            self._label = o._stage(self._name)
+            self._label, self._duration = (req._children or req._model()).stages(self._name)
             if self._priority is not None:
-                self._depth = o._metrics.queue_depth.labels(o._priority(self._priority))
+                self._depth = o._queues(self._priority)
                 self._depth.inc()
             self._start = o._clock()
         except Exception as exc:
             o._state.error("ai.inference.stage", exc)
+        return self
+
+    def _begin(self) -> None:  # for Span's __aenter__
+        self.__enter__()
 
     def _end(self, exc: BaseException | None) -> None:
         req = self._request
@@ -375,10 +487,9 @@ class Stage(Span):
             if self._depth is not None:
                 depth, self._depth = self._depth, None
                 depth.dec()
-            if self._label is None or self._start is None:
+            if self._duration is None or self._start is None:
                 return  # _begin failed and was reported
-            elapsed = o._clock() - self._start
-            o._metrics.stage_duration.labels(req._model_label(), self._label).observe(elapsed)
+            self._duration.observe(o._clock() - self._start)
         except Exception as err:
             o._state.error("ai.inference.stage", err)
 
@@ -392,8 +503,7 @@ class QueueDepth:
 
     def _apply(self, op: str, value: float) -> None:
         try:
-            o = self._owner
-            child = o._metrics.queue_depth.labels(o._priority(self._priority))
+            child = self._owner._queues(self._priority)
             getattr(child, op)(value)
         except Exception as exc:
             self._owner._state.error("ai.inference.queue", exc)

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO
 
 from inferwatch.metrics import multiprocess
+from inferwatch.metrics._base import label_value
 
 log = logging.getLogger("inferwatch")
 
@@ -98,7 +99,8 @@ class BoundedLabel:
             raise ValueError(f"{label}: the cap must be at least 1, got {max_values!r}")
         if isinstance(allowed, str):
             raise TypeError(f"{label}: the allow-list must be a list of names, not a str")
-        return (frozenset(str(v) for v in allowed) if allowed is not None else None), max_values
+        names = frozenset(label_value(v) for v in allowed) if allowed is not None else None
+        return names, max_values
 
     def reconfigure(
         self, *, allowed: Iterable[str] | None = None, max_values: int | None = None
@@ -118,7 +120,7 @@ class BoundedLabel:
         return bool(self._admitted)
 
     def __call__(self, value: object) -> str:
-        value = str(value)
+        value = label_value(value)  # the metrics' own rule: a str subclass is its characters
         if self.allowed is not None:
             if value in self.allowed:
                 return value

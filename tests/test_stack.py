@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inferwatch.stack import Ports, Stack, StackError, StackSettings
+from inferwatch.stack import Ports, Stack, StackError, StackSettings, components
 from tests.support import free_port, wait_until
 from tests.support.server import inferwatch_command
 
@@ -23,12 +24,15 @@ def ports() -> Ports:
 
 
 def settings(data_dir: Path, **overrides) -> StackSettings:
+    """Fast settings on free ports; without the own Redis and PostgreSQL, which only the
+    tests of tests/test_stack_backends.py need."""
     values = {
         "data_dir": data_dir,
         "ports": ports(),
         "scrape_interval": "1s",
         "evaluation_interval": "1s",
         "demo_time_scale": 0.01,
+        "embedded_backends": (),
     }
     values.update(overrides)
     return StackSettings(**values)
@@ -92,26 +96,47 @@ def test_restart_keeps_every_stored_sample(tmp_path: Path) -> None:
     assert after == before
 
 
-def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+def test_every_port_in_use_is_named_in_one_error(tmp_path: Path) -> None:
     config = settings(tmp_path)
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", config.ports.prometheus))
-        busy.listen()
-        with pytest.raises(
-            StackError, match=rf"port {config.ports.prometheus} .* in use.*--prometheus-port"
-        ):
+    taken = {"prometheus": config.ports.prometheus, "demo": config.ports.demo}
+    with contextlib.ExitStack() as busy:
+        for port in taken.values():
+            sock = busy.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        with pytest.raises(StackError) as raised:
             Stack(config).start()
+    assert str(raised.value).splitlines() == [
+        "2 ports are in the way:",
+        f"  port {taken['prometheus']} on 127.0.0.1 is already in use; prometheus needs it "
+        "(pick another with --prometheus-port)",
+        f"  port {taken['demo']} on 127.0.0.1 is already in use; demo needs it "
+        "(pick another with --demo-port)",
+    ]
+    assert not (tmp_path / "logs").exists()  # nothing was started
 
 
 def test_bad_settings_are_rejected() -> None:
-    with pytest.raises(ValueError, match="scrape_interval"):
-        StackSettings(scrape_interval="fast")
+    for bad in ("fast", "0s", "0m", "-1s", "1.0001s"):
+        with pytest.raises(ValueError, match=r"^--scrape-interval must be a positive duration"):
+            StackSettings(scrape_interval=bad)
+    with pytest.raises(ValueError, match=r"^--repeat-interval must be a positive duration"):
+        StackSettings(repeat_interval="0s")
     with pytest.raises(ValueError, match="its own port"):
         StackSettings(ports=Ports(9090, 9090, 9095, 8000, 9841))
     with pytest.raises(ValueError, match="host:port"):
         StackSettings(service_targets=("http://user:pw@host:1",))
     with pytest.raises(ValueError, match="nothing to monitor"):
         StackSettings(run_demo=False)
+    with pytest.raises(ValueError, match="no such backend"):
+        StackSettings(embedded_backends=("mysql",))
+
+
+def test_durations_follow_the_projects_one_grammar() -> None:
+    """The grammar of inferwatch.alerts.units, written back as Prometheus spells it."""
+    given = StackSettings(scrape_interval="1h30m", evaluation_interval="1.5s", group_wait="0s")
+    assert (given.scrape_interval, given.evaluation_interval) == ("1h30m", "1500ms")
+    assert given.group_wait == "0s"  # a group may notify at once
 
 
 def test_cli_exits_once_everything_is_up(tmp_path: Path) -> None:
@@ -124,28 +149,49 @@ def test_cli_exits_once_everything_is_up(tmp_path: Path) -> None:
         "--evaluation-interval", "1s", "--demo-time-scale", "0.01", "--status-interval", "0.5",
         "--exit-when-up",
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    assert "[5/5] prometheus healthy" in out
-    assert "targets up 5/5" in out
+    # The default stack: the own Redis and PostgreSQL too, and the exporter watching them.
+    assert "[3/7] redis healthy" in out and "[4/7] postgres healthy" in out
+    assert "[7/7] prometheus healthy" in out
+    with_backends = StackSettings(redis_url="redis://h:1/0", postgres_url="postgres://h/db")
+    collectors = ", ".join(components.exporter_collectors(with_backends))
+    assert f"standalone exporter ({collectors})" in out
+    assert "targets up 5/5 · firing: " in out
     assert f"http://127.0.0.1:{p.prometheus}" in out
     assert out.rstrip().endswith("stopped")
 
 
-def test_cli_reports_bad_arguments() -> None:
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["stack", "up", "--scrape-interval", "soon"],
+         "inferwatch stack up: --scrape-interval must be a positive duration like 15s or 1m30s, "
+         "got 'soon'"),
+        (["stack", "up", "--scrape-interval", "0s"],
+         "inferwatch stack up: --scrape-interval must be a positive duration like 15s or 1m30s, "
+         "got '0s'"),
+        (["stack", "up", "--evaluation-interval", "0m"],
+         "inferwatch stack up: --evaluation-interval must be a positive duration like 15s or "
+         "1m30s, got '0m'"),
+        (["exporter", "--collectors", ""],
+         "inferwatch exporter: command line: 'collectors' needs at least one collector "
+         "(known: host, gpu, redis, postgres)"),
+        (["exporter", "--collectors", " , "],
+         "inferwatch exporter: command line: 'collectors' needs at least one collector "
+         "(known: host, gpu, redis, postgres)"),
+    ],
+)  # fmt: skip
+def test_cli_rejects_bad_input_in_one_line(argv: list[str], error: str) -> None:
     done = subprocess.run(
-        [*inferwatch_command(), "stack", "up", "--scrape-interval", "soon"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert "scrape_interval must be a duration" in done.stderr
+        [*inferwatch_command(), *argv], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (2, error + "\n", "")
     assert sys.executable  # the same interpreter ran it
 
 
 def test_gpu_collector_only_where_a_driver_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    from inferwatch.stack import components
-
     monkeypatch.setattr(components, "nvml_available", lambda: False)
     assert components.exporter_collectors(StackSettings()) == ["host"]
     monkeypatch.setattr(components, "nvml_available", lambda: True)

@@ -6,13 +6,17 @@ Both servers require a password (the distinctive :data:`REDIS_PASSWORD` and
 stay out of metrics and logs. Tests that stop a server (fault tests) use the executor's
 ``stopped()`` context manager, which restarts it on the same port.
 
-PostgreSQL's pg_ctl goes through ``pg_ctl_as_postgres`` next to this file, which runs it as
-the ``postgres`` user when the tests run as root (initdb and postgres refuse root).
+PostgreSQL's pg_ctl goes through ``pg_ctl_as_postgres`` next to this file, which hands it
+to the library's own runner of PostgreSQL's programs (``inferwatch.stack.postgres``, which
+the local stack uses too): as the ``postgres`` user when the tests run as root (initdb and
+postgres refuse root).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -27,6 +31,8 @@ from .polling import wait_until
 REDIS_PASSWORD = "rds-Zq7-unmistakable-0x5EC2E7"
 POSTGRES_PASSWORD = "pg-Kw3-unmistakable-0x5EC2E7"
 PG_CTL = str(Path(__file__).with_name("pg_ctl_as_postgres"))
+# The interpreter that script runs the library with: this one, whose environment has it.
+os.environ.setdefault("INFERWATCH_TEST_PYTHON", sys.executable)
 
 # port=None: any free port, chosen by port-for.
 redis_server = redis_factories.redis_proc(port=None, password=REDIS_PASSWORD)

@@ -39,14 +39,40 @@ def _model_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _check_url(text: str, schemes: tuple[str, ...]) -> str:
+    # Never echo the URL back: it may hold a password.
+    if not text.startswith(tuple(f"{s}://" for s in schemes)):
+        raise ValueError(f"must be a {' or '.join(schemes)}:// URL")
+    return text
+
+
 def _backend_url(schemes: tuple[str, ...]) -> Any:
     def parse(text: str) -> str:
-        # Never echo the URL back: it may hold a password.
-        if not text.startswith(tuple(f"{s}://" for s in schemes)):
-            raise argparse.ArgumentTypeError(f"must be a {' or '.join(schemes)}:// URL")
-        return text
+        try:
+            return _check_url(text, schemes)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
+
+
+SCHEMES = {"redis": ("redis", "rediss"), "postgres": ("postgresql", "postgres")}
+
+
+def backend_url(args: argparse.Namespace, backend: str) -> str | None:
+    """``--BACKEND-url``, or the URL in ``--BACKEND-url-file`` (ValueError naming the flag,
+    never the URL, when it cannot be read or is not one)."""
+    from inferwatch.exposition.auth import read_secret_file
+
+    path = getattr(args, f"{backend}_url_file", None)
+    if path is None:
+        url: str | None = getattr(args, f"{backend}_url")
+        return url
+    flag = f"--{backend}-url-file"
+    try:
+        return _check_url(read_secret_file(path, flag), SCHEMES[backend])
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
 
 
 def add_parser(subparsers: Any) -> None:
@@ -85,21 +111,28 @@ def add_parser(subparsers: Any) -> None:
         "backends",
         "SQLite (a file in a temporary directory) and an in-process cache unless a URL is "
         "given. URLs may hold passwords: they are never printed or logged, and the "
-        "INFERWATCH_DEMO_REDIS_URL / INFERWATCH_DEMO_POSTGRES_URL variables keep them off "
-        "the command line.",
+        "--redis-url-file / --postgres-url-file options (or the INFERWATCH_DEMO_REDIS_URL / "
+        "INFERWATCH_DEMO_POSTGRES_URL variables) keep them off the command line.",
     )
-    backends.add_argument(
-        "--redis-url",
-        type=_backend_url(("redis", "rediss")),
-        default=os.environ.get("INFERWATCH_DEMO_REDIS_URL") or None,
-        help="keep the conditioning cache in Redis (redis://[:password@]host:port/db)",
-    )
-    backends.add_argument(
-        "--postgres-url",
-        type=_backend_url(("postgresql", "postgres")),
-        default=os.environ.get("INFERWATCH_DEMO_POSTGRES_URL") or None,
-        help="keep the generations table in PostgreSQL (postgresql://user:pw@host/db)",
-    )
+    for backend, what, used in (
+        ("redis", "Redis", "keep the conditioning cache in Redis (redis://[:password@]host:port/db)"),
+        ("postgres", "PostgreSQL", "keep the generations table in PostgreSQL "
+         "(postgresql://user:pw@host/db)"),
+    ):  # fmt: skip
+        given = backends.add_mutually_exclusive_group()
+        given.add_argument(
+            f"--{backend}-url",
+            type=_backend_url(SCHEMES[backend]),
+            default=os.environ.get(f"INFERWATCH_DEMO_{backend.upper()}_URL") or None,
+            help=used,
+        )
+        given.add_argument(
+            f"--{backend}-url-file",
+            type=Path,
+            metavar="FILE",
+            help=f"the {what} URL from FILE: a password in a file is in no process listing "
+            "and no environment",
+        )
     backends.add_argument(
         "--db-pool-size", type=positive_int, default=5, help="database connections (default 5)"
     )
@@ -207,8 +240,8 @@ def settings(args: argparse.Namespace, state_dir: str | None = None) -> Any:
         seed=args.seed,
         request_timeout=args.request_timeout,
         state_dir=None if state_dir is None else Path(state_dir),
-        redis_url=args.redis_url,
-        postgres_url=args.postgres_url,
+        redis_url=backend_url(args, "redis"),
+        postgres_url=backend_url(args, "postgres"),
         max_models=args.max_models,
         preload=DEFAULT_PRELOAD if args.preload is None else args.preload,
         max_batch_size=args.max_batch_size,
@@ -236,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         demo_settings = settings(args)
-    except ValueError as exc:  # e.g. more models to preload than --max-models
+    except ValueError as exc:  # an unreadable URL file, more models to preload than allowed
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     try:
@@ -258,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
 
             app = create_app(settings=demo_settings, registry=REGISTRY)
             server = uvicorn.Server(uvicorn.Config(app, **options))
-            _announce(base, args, None)
+            _announce(base, args, demo_settings, None)
             server.run(sockets=[sock])
             return 0 if server.started else 1
         with contextlib.ExitStack() as stack:
@@ -268,12 +301,14 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{PROG}: cannot prepare the multiprocess directory: {exc}", file=sys.stderr)
                 return 1
             config = uvicorn.Config(APP_FACTORY, factory=True, workers=args.workers, **options)
-            _announce(base, args, metrics_dir)
+            _announce(base, args, demo_settings, metrics_dir)
             Multiprocess(config, sockets=[sock]).run()
     return 0
 
 
-def _announce(base: str, args: argparse.Namespace, metrics_dir: str | None) -> None:
+def _announce(
+    base: str, args: argparse.Namespace, demo_settings: Any, metrics_dir: str | None
+) -> None:
     from inferwatch.exporters.redact import redact_url
 
     workers = f"{args.workers} worker" + ("s" if args.workers > 1 else "")
@@ -283,6 +318,7 @@ def _announce(base: str, args: argparse.Namespace, metrics_dir: str | None) -> N
         f"time scale {args.time_scale:g}{extra})",
         flush=True,
     )
-    database = redact_url(args.postgres_url) if args.postgres_url else "SQLite (embedded)"
-    cache = redact_url(args.redis_url) if args.redis_url else "in memory"
+    postgres, redis = demo_settings.postgres_url, demo_settings.redis_url
+    database = redact_url(postgres) if postgres else "SQLite (embedded)"
+    cache = redact_url(redis) if redis else "in memory"
     print(f"{PROG}: database {database}; cache {cache}", flush=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PORT_FLAGS = ("prometheus", "alertmanager", "alert_sink", "demo", "exporter")
+BACKEND_NAMES = {"redis": "Redis", "postgres": "PostgreSQL"}
 
 
 def add_parser(subparsers: Any) -> None:
@@ -18,8 +20,10 @@ def add_parser(subparsers: Any) -> None:
     actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
     up = actions.add_parser(
         "up",
-        help="start demo/service, exporter, Prometheus, Alertmanager and the alert sink",
+        help="start demo/service, Redis, PostgreSQL, exporter, Prometheus, Alertmanager and "
+        "the alert sink",
         description="Start the stack in the foreground; Ctrl-C stops it and keeps its data.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     from inferwatch.stack.settings import Ports
 
@@ -28,7 +32,7 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         default=Path(".inferwatch"),
-        help="configs, logs and Prometheus data (default .inferwatch)",
+        help="configs, logs, Prometheus's and PostgreSQL's data",
     )
     up.add_argument("--host", default="127.0.0.1", help="address every component binds")
     for name in PORT_FLAGS:
@@ -37,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
             type=int,
             default=getattr(defaults, name),
             metavar="N",
+            help=f"port of {name.replace('_', ' ')}",
         )
     up.add_argument(
         "--service",
@@ -64,9 +69,17 @@ def add_parser(subparsers: Any) -> None:
         "runs no Grafana, so without it they carry no dashboard link)",
     )
     up.add_argument("--no-demo", action="store_true", help="do not run the demo service")
-    up.add_argument("--demo-time-scale", type=float, default=1.0, metavar="F")
-    up.add_argument("--scrape-interval", default="15s")
-    up.add_argument("--evaluation-interval", default="15s")
+    up.add_argument(
+        "--demo-time-scale",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="multiply the demo's simulated model delays (0.01 runs 100 times faster)",
+    )
+    up.add_argument("--scrape-interval", default="15s", help="how often Prometheus scrapes")
+    up.add_argument(
+        "--evaluation-interval", default="15s", help="how often Prometheus evaluates rules"
+    )
     up.add_argument(
         "--thresholds",
         type=Path,
@@ -80,7 +93,9 @@ def add_parser(subparsers: Any) -> None:
         type=float,
         default=1.0,
         metavar="F",
-        help="multiply every alert's for: (e.g. 0.1 for demonstrations)",
+        help="multiply every alert's for: (e.g. 0.1 for demonstrations); Alertmanager's "
+        "group_wait, group_interval and repeat_interval are scaled by the smaller of "
+        "--for-scale and --window-scale",
     )
     up.add_argument(
         "--window-scale",
@@ -90,18 +105,32 @@ def add_parser(subparsers: Any) -> None:
         help="multiply every rule's range window, [5m] -> [30s] at 0.1 (at least two scrape "
         "intervals), so alerts also resolve quickly in demonstrations",
     )
-    for backend, what in (("redis", "Redis"), ("postgres", "PostgreSQL")):
+    for backend, what in BACKEND_NAMES.items():
         given = up.add_mutually_exclusive_group()
         given.add_argument(
             f"--{backend}-url",
             metavar="URL",
-            help=f"a real {what} for the demo and the exporter (prefer --{backend}-url-file: "
-            "a password on the command line shows in process listings)",
+            help=f"your own {what} for the demo and the exporter, instead of the stack's "
+            f"(prefer --{backend}-url-file: a password on the command line shows in "
+            "process listings)",
         )
         given.add_argument(
             f"--{backend}-url-file", type=Path, metavar="FILE", help=f"the {what} URL from FILE"
         )
-    up.add_argument("--startup-timeout", type=float, default=60.0, metavar="S")
+        given.add_argument(
+            f"--no-{backend}",
+            action="store_true",
+            help=f"run no {what}: the demo keeps its "
+            + ("cache in memory" if backend == "redis" else "database in SQLite"),
+        )
+    up.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds each component may take to become healthy (and --exit-when-up waits "
+        "for every target)",
+    )
     up.add_argument(
         "--status-interval",
         type=float,
@@ -112,9 +141,10 @@ def add_parser(subparsers: Any) -> None:
     up.add_argument(
         "--exit-when-up",
         action="store_true",
-        help="stop once every target is up (a smoke test of the set-up)",
+        help="stop once every target is up and every backend reachable, exit status 1 if "
+        "that takes longer than --startup-timeout (a smoke test of the set-up)",
     )
-    up.set_defaults(func=run_up)  # fmt: skip
+    up.set_defaults(func=run_up)
 
 
 def _backend_url(args: argparse.Namespace, backend: str) -> str | None:
@@ -151,15 +181,43 @@ def _settings(args: argparse.Namespace) -> Any:
         startup_timeout=args.startup_timeout,
         redis_url=_backend_url(args, "redis"),
         postgres_url=_backend_url(args, "postgres"),
+        embedded_backends=tuple(b for b in BACKEND_NAMES if not getattr(args, f"no_{b}")),
     )
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
+class _Output:
+    """stdout that may go away: a pipe whose reader exits (``stack up | tee log``, and Ctrl-C
+    ends ``tee`` too) must never keep the stack from stopping cleanly. After the first
+    failed write, output goes to /dev/null, so that neither later messages nor the
+    interpreter's own flush at exit fail again."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+
+    def say(self, message: str = "", *, end: str = "\n") -> None:
+        self._write(sys.stdout, message + end)
+
+    def error(self, message: str) -> None:
+        self._write(sys.stderr, f"inferwatch stack up: {message}\n")
+
+    def _write(self, stream: Any, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # BrokenPipeError, EIO from a closed terminal
+            self._silence(stream)
+
+    @staticmethod
+    def _silence(stream: Any) -> None:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def run_up(args: argparse.Namespace) -> int:
-    from inferwatch.exporters.redact import redact_url
     from inferwatch.stack import Stack, StackError
 
     try:
@@ -167,49 +225,68 @@ def run_up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"inferwatch stack up: {exc}", file=sys.stderr)
         return 2
+    out = _Output()
     stop = threading.Event()
     # SIGTERM (systemd, docker stop) shuts down as cleanly as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stack = Stack(settings)
     try:
-        stack.start(progress=_say)
-    except (StackError, FileNotFoundError, ValueError) as exc:
+        stack.start(progress=out.say)
+    except (StackError, OSError, ValueError) as exc:  # OSError: FileNotFoundError, initdb
         print(f"inferwatch stack up: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # start() stopped what it had started
         return 130
     try:
-        _say("")
-        for description, url in stack.urls():
-            _say(f"  {description:<34} {url}")
-        _say(f"  {'data directory':<34} {settings.data_dir.resolve()}")
-        for what, backend in (("Redis", settings.redis_url), ("PostgreSQL", settings.postgres_url)):
-            if backend is not None:  # redacted: the URL may carry a password
-                _say(f"  {what:<34} {redact_url(backend)}")
-        _say("\nCtrl-C stops the stack; its data stays for the next start.\n")
-        return _watch(stack, stop, args.status_interval, args.exit_when_up)
-    except KeyboardInterrupt:
+        # From here on Ctrl-C asks for the stop as SIGTERM does, rather than raising wherever
+        # the main thread happens to be: the stop below then runs once, to its end.
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        _banner(stack, out)
+        return _watch(stack, stop, out, args.status_interval, args.exit_when_up)
+    except KeyboardInterrupt:  # Ctrl-C before the handler above was in place
         return 0
     finally:
-        _say("\nstopping ...")
+        out.say("\nstopping ...")
         stack.stop()
-        _say("stopped")
+        out.say("stopped")
 
 
-def _watch(stack: Any, stop: threading.Event, interval: float, exit_when_up: bool) -> int:
-    tty = sys.stdout.isatty()
+def _banner(stack: Any, out: _Output) -> None:
+    from inferwatch.exporters.redact import redact_url
+
+    settings = stack.settings
+    rows = [*stack.urls(), ("data directory", str(settings.data_dir.resolve()))]
+    own = {b.name for b in stack.backends}
+    for backend, what in BACKEND_NAMES.items():
+        url = settings.url_of(backend)
+        if url is not None and backend not in own:  # yours, redacted: it may carry a password
+            rows.append((f"{what} (yours)", redact_url(url)))
+    width = max(len(what) for what, _ in rows)
+    out.say()
+    for what, where in rows:
+        out.say(f"  {what:<{width}}  {where}")
+    out.say("\nCtrl-C stops the stack; its data stays for the next start.\n")
+
+
+def _watch(
+    stack: Any, stop: threading.Event, out: _Output, interval: float, exit_when_up: bool
+) -> int:
+    deadline = time.monotonic() + stack.settings.startup_timeout
     last = ""
     while not stop.is_set():
         status = stack.status()
         line = status.line() if status else "Prometheus is not answering"
-        if tty:
-            print(f"\r\033[K{time.strftime('%H:%M:%S')} {line}", end="", flush=True)
+        if out.tty:
+            out.say(f"\r\033[K{time.strftime('%H:%M:%S')} {line}", end="")
         elif line != last:
-            _say(f"{time.strftime('%H:%M:%S')} {line}")
+            out.say(f"{time.strftime('%H:%M:%S')} {line}")
         last = line
-        if exit_when_up and status and status.targets_total and not status.down:
-            if tty:
-                print()
+        if exit_when_up and status is not None and status.all_up:
+            if out.tty:
+                out.say()
             return 0
+        if exit_when_up and time.monotonic() > deadline:
+            out.error(f"not all up within {stack.settings.startup_timeout:g} s: {line}")
+            return 1
         stop.wait(interval)
     return 0

@@ -139,6 +139,10 @@ def _collectors(key: str, value: Any) -> tuple[str, ...]:
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{key!r} must be a list of collector names, got {value!r}")
+    if not value:  # an exporter that serves nothing would look up and report nothing
+        raise ConfigError(
+            f"{key!r} needs at least one collector (known: {', '.join(COLLECTOR_MODULES)})"
+        )
     unknown = [v for v in value if v not in COLLECTOR_MODULES]
     if unknown:
         raise ConfigError(

@@ -6,7 +6,9 @@ Two defences, because a runner killed with SIGKILL runs no clean-up code of its 
   SIGTERM when the runner dies (``prctl(PR_SET_PDEATHSIG)``), then ``exec`` the component in
   the same process: the child then shuts down as cleanly as on ``stack down``. The kernel
   sends that signal when the *thread* that forked the child exits, so every child is forked
-  by one thread that lives as long as the runner (:func:`spawn`).
+  by one thread that lives as long as the runner (:func:`spawn`). A child that must not run
+  as root (PostgreSQL) switches user in those same lines, before it asks: the kernel clears
+  a process's PDEATHSIG whenever its credentials change.
 - A pid file in the data directory names the runner and each child with its start time.
   The next start on that directory finds what survived (no PDEATHSIG outside Linux, a child
   that ignored it) and stops it; a pid since reused by an unrelated process has another
@@ -33,27 +35,41 @@ PID_FILE = "stack.pid"
 # clock ticks since boot); a reused pid starts at least a clock tick (10 ms) later.
 _SAME_START = 0.005
 
-# argv: the runner's pid, then the component's command. Exit 70 (EX_SOFTWARE) without
-# starting it when the runner died before prctl took effect: the kernel would never tell.
+# argv: the runner's pid, the user to run as ('' for the runner's), then the component's
+# command. Exit 70 (EX_SOFTWARE) without starting it when the runner died before prctl
+# took effect: the kernel would never tell.
 _LIFELINE = """\
 import ctypes, os, signal, sys
+if sys.argv[2]:
+    import pwd
+    user = pwd.getpwnam(sys.argv[2])
+    os.initgroups(user.pw_name, user.pw_gid)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
 ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 if os.getppid() != int(sys.argv[1]):
     sys.exit(70)
-os.execvp(sys.argv[2], sys.argv[2:])
+os.execvp(sys.argv[3], sys.argv[3:])
 """
 
 # One thread forks every child, for the life of the process (see the module docstring).
 _FORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inferwatch-stack-fork")
 
 
-def with_lifeline(command: Sequence[str]) -> list[str]:
+def with_lifeline(command: Sequence[str], user: str | None = None) -> list[str]:
     """``command``, run so that it receives SIGTERM when this process dies (Linux; elsewhere
-    ``command`` as it is). The lifeline ``exec``\\ s it: same pid, its own command line."""
+    ``command`` as it is). The lifeline ``exec``\\ s it: same pid, its own command line.
+
+    ``user``: the account it runs as (this process must be root), switched to before the
+    lifeline is set up; the interpreter itself starts as this process's user, so it need
+    not be readable by ``user``."""
     if not sys.platform.startswith("linux"):
+        if user is not None:
+            raise OSError(f"running a component as {user!r} needs Linux")
         return list(command)
     # -I -S: no environment variables, user site or site-packages; ctypes is all it needs.
-    return [sys.executable, "-I", "-S", "-c", _LIFELINE, str(os.getpid()), *command]
+    lifeline = [sys.executable, "-I", "-S", "-c", _LIFELINE, str(os.getpid()), user or ""]
+    return [*lifeline, *command]
 
 
 def spawn(command: Sequence[str], **popen: Any) -> subprocess.Popen[Any]:

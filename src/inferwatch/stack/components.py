@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import ctypes.util
+import http.client
 import shutil
+import signal
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from inferwatch.stack.configs import url_file
 from inferwatch.stack.settings import StackSettings
 
 APT_HINT = "install it with: sudo apt-get install -y {package} (or run ./scripts/bootstrap.sh)"
+# True once a component serves: an HTTP 2xx, a Redis PONG, a PostgreSQL login.
+Probe = Callable[[], bool]
 
 
 @dataclass(frozen=True)
 class Component:
     name: str
     command: list[str]
-    health_url: str
-    ui_url: str
+    address: str  # host:port it serves on, for messages
+    ready: Probe
+    ui_url: str  # what the banner shows for it (never a password)
     description: str
     # Another component whose process this one watches: its pid is appended as `--pid N`
     # once it runs (the exporter reports the demo's memory, where a leak would show).
     watch: str | None = None
-    # Extra environment variables for its process: how secrets reach the demo, since
-    # command lines are visible to every user in process listings.
-    env: dict[str, str] = field(default_factory=dict)
+    # The account it runs as when the runner is root (PostgreSQL refuses root).
+    user: str | None = None
+    # What stops it cleanly (PostgreSQL: SIGINT, its fast shutdown; SIGTERM would wait for
+    # every client to leave).
+    stop_signal: signal.Signals = signal.SIGTERM
+
+
+def http_ready(url: str, timeout: float = 2.0) -> Probe:
+    """A probe that ``GET url`` answers 2xx (straight to the address: no proxy settings)."""
+    parts = urlsplit(url)
+    path = parts.path + (f"?{parts.query}" if parts.query else "") or "/"
+
+    def ready() -> bool:
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            return 200 <= conn.getresponse().status < 300
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    return ready
 
 
 def find_binary(*names: str, package: str) -> str:
@@ -45,16 +72,6 @@ def inferwatch_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "inferwatch.cli.main"]
 
 
-def demo_env(settings: StackSettings) -> dict[str, str]:
-    """The demo's backend URLs, through the variables its CLI reads as defaults."""
-    env = {}
-    if settings.redis_url is not None:
-        env["INFERWATCH_DEMO_REDIS_URL"] = settings.redis_url
-    if settings.postgres_url is not None:
-        env["INFERWATCH_DEMO_POSTGRES_URL"] = settings.postgres_url
-    return env
-
-
 def nvml_available() -> bool:
     """Whether this host has NVIDIA's management library (i.e. a driver and GPUs)."""
     return ctypes.util.find_library("nvidia-ml") is not None
@@ -70,8 +87,25 @@ def exporter_collectors(s: StackSettings) -> list[str]:
     return chosen
 
 
-def components(settings: StackSettings) -> list[Component]:
-    """In start order: receivers before senders, targets before the scraper."""
+def _url_files(s: StackSettings) -> list[str]:
+    """``--redis-url-file F --postgres-url-file F`` for the backends configured: files, not
+    URLs, so the process list shows paths, never a password."""
+    return [
+        arg
+        for name in ("redis_url", "postgres_url")
+        if getattr(s, name) is not None
+        for arg in (f"--{name.replace('_', '-')}-file", str(url_file(s, name).resolve()))
+    ]
+
+
+def _served(s: StackSettings, name: str, path: str) -> tuple[str, Probe]:
+    """(address, probe of ``path``) of the component listening on the port of ``name``."""
+    return f"{s.host}:{getattr(s.ports, name)}", http_ready(f"{s.url(name)}{path}")
+
+
+def components(settings: StackSettings, backends: Sequence[Component] = ()) -> list[Component]:
+    """In start order: receivers before senders, backends before their clients, targets
+    before the scraper. ``backends``: the stack's own Redis and PostgreSQL, if any."""
     s, data = settings, settings.data_dir.resolve()
     config = s.config_dir.resolve()
     listen = {name: f"{s.host}:{port}" for name, port in s.ports.items()}
@@ -79,87 +113,51 @@ def components(settings: StackSettings) -> list[Component]:
     parts = [
         Component(
             "alert-sink",
-            [
-                *own,
-                "alert-sink",
-                "--host",
-                s.host,
-                "--port",
-                str(s.ports.alert_sink),
-                "--store",
-                str(data / "alert-sink" / "notifications.jsonl"),
-            ],
-            f"{s.url('alert_sink')}/healthz",
+            [*own, "alert-sink", "--host", s.host, "--port", str(s.ports.alert_sink),
+             "--store", str(data / "alert-sink" / "notifications.jsonl")],
+            *_served(s, "alert_sink", "/healthz"),
             f"{s.url('alert_sink')}/notifications",
             "notification receiver",
         ),
         Component(
             "alertmanager",
-            [
-                find_binary(
-                    "alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager"
-                ),
-                f"--config.file={config / 'alertmanager.yml'}",
-                f"--storage.path={data / 'alertmanager'}",
-                f"--web.listen-address={listen['alertmanager']}",
-                "--cluster.listen-address=",
-            ],  # a single instance: no gossip port to collide on
-            f"{s.url('alertmanager')}/-/ready",
+            [find_binary(
+                "alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager"
+             ),
+             f"--config.file={config / 'alertmanager.yml'}",
+             f"--storage.path={data / 'alertmanager'}",
+             f"--web.listen-address={listen['alertmanager']}",
+             "--cluster.listen-address="],  # a single instance: no gossip port to collide on
+            *_served(s, "alertmanager", "/-/ready"),
             s.url("alertmanager"),
             "Alertmanager",
         ),
-    ]
+        *backends,
+    ]  # fmt: skip
     if s.run_demo:
         parts.append(
             Component(
                 "demo",
-                [
-                    *own,
-                    "demo",
-                    "--host",
-                    s.host,
-                    "--port",
-                    str(s.ports.demo),
-                    "--time-scale",
-                    repr(s.demo_time_scale),
-                ],
-                f"{s.url('demo')}/healthz",
+                [*own, "demo", "--host", s.host, "--port", str(s.ports.demo),
+                 "--time-scale", repr(s.demo_time_scale), *_url_files(s)],
+                *_served(s, "demo", "/healthz"),
                 f"{s.url('demo')}/docs",
                 "demo AI service",
-                env=demo_env(s),
             )
-        )
+        )  # fmt: skip
+    collectors = exporter_collectors(s)
     parts.append(
         Component(
             "exporter",
-            [
-                *own,
-                "exporter",
-                "--host",
-                s.host,
-                "--port",
-                str(s.ports.exporter),
-                "--memory-growth-window",
-                repr(s.memory_growth_window),
-                "--collectors",
-                ",".join(exporter_collectors(s)),
-                # Files, not URLs: the exporter reads them, the process list shows paths only.
-                *(
-                    arg
-                    for name in ("redis_url", "postgres_url")
-                    if getattr(s, name) is not None
-                    for arg in (
-                        f"--{name.replace('_', '-')}-file",
-                        str(url_file(s, name).resolve()),
-                    )
-                ),
-            ],
+            [*own, "exporter", "--host", s.host, "--port", str(s.ports.exporter),
+             "--memory-growth-window", repr(s.memory_growth_window),
+             "--collectors", ",".join(collectors), *_url_files(s)],
+            *_served(s, "exporter", "/metrics"),
             f"{s.url('exporter')}/metrics",
-            f"{s.url('exporter')}/metrics",
-            "standalone exporter (host, GPU)",
+            f"standalone exporter ({', '.join(collectors)})",
             watch="demo" if s.run_demo else None,
         )
-    )
+    )  # fmt: skip
     resend = [f"--rules.alert.resend-delay={s.alert_resend_delay}"] if s.alert_resend_delay else []
     parts.append(
         Component(
@@ -169,7 +167,7 @@ def components(settings: StackSettings) -> list[Component]:
              f"--storage.tsdb.path={data / 'prometheus'}",
              f"--web.listen-address={listen['prometheus']}",
              "--web.enable-lifecycle", *resend],
-            f"{s.url('prometheus')}/-/ready",
+            *_served(s, "prometheus", "/-/ready"),
             s.url("prometheus"),
             "Prometheus",
         )

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import secrets
+from fractions import Fraction
 from pathlib import Path
 
 from inferwatch import alertmanager
+from inferwatch.alerts import units
 from inferwatch.stack import prometheus_config
 from inferwatch.stack.settings import StackSettings
 
@@ -20,8 +23,32 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-# Backend URLs handed to the exporter as files (its --redis-url-file, --postgres-url-file):
-# a password on its command line would show in every process listing.
+def write_private(path: Path, text: str) -> None:
+    """Like :func:`_write`, readable by the owner only (0600): for anything with a secret."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.unlink(missing_ok=True)  # so O_CREAT applies the mode, never an older file's
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def secret(path: Path) -> str:
+    """The secret kept in ``path``, generated (URL-safe, 192 bits) into a 0600 file the
+    first time: the same one on every start, as a database initialised with it needs."""
+    try:
+        if found := path.read_text(encoding="utf-8").strip():
+            return found
+    except FileNotFoundError:
+        pass
+    generated = secrets.token_urlsafe(24)
+    write_private(path, generated + "\n")
+    return generated
+
+
+# Backend URLs handed to the demo and the exporter as files (their --redis-url-file and
+# --postgres-url-file): a password on a command line would show in every process listing.
 URL_FILES = {"redis_url": "redis-url", "postgres_url": "postgres-url"}
 
 
@@ -36,26 +63,41 @@ def write_url_files(settings: StackSettings) -> None:
         url = getattr(settings, name)
         if url is None:
             path.unlink(missing_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)  # so O_CREAT applies the mode, never an older file's
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(url + "\n")
-        os.replace(tmp, path)
+        else:
+            write_private(path, url + "\n")
+
+
+# Shortest scaled Alertmanager intervals: notifications of a group at most once a second.
+_MIN_INTERVAL = Fraction(1)
+
+
+def _scaled(duration: str, scale: Fraction, floor: Fraction) -> str:
+    millis = round(units.parse_duration(duration) * scale * 1000)
+    return units.format_duration(max(floor, Fraction(millis, 1000)))
 
 
 def alertmanager_timings(settings: StackSettings) -> dict[str, alertmanager.Timing]:
+    """Each receiver's production timings, scaled like the rules: by the smaller of
+    ``for_scale`` and ``window_scale``, so that a demonstration's notifications, resolved
+    ones included, come as soon as its alerts change (a warning otherwise waits a minute
+    for its group, and a resolution for the group's next interval). Explicit
+    ``group_wait``/``group_interval``/``repeat_interval`` settings win."""
+    scale = Fraction(min(settings.for_scale, settings.window_scale)).limit_denominator(10**6)
     overrides = {
         name: value
         for name in ("group_wait", "group_interval", "repeat_interval")
         if (value := getattr(settings, name)) is not None
     }
-    return {
-        receiver: dataclasses.replace(timing, **overrides)
-        for receiver, timing in alertmanager.TIMINGS.items()
-    }
+    timings = {}
+    for receiver, timing in alertmanager.TIMINGS.items():
+        if scale < 1:
+            timing = alertmanager.Timing(
+                group_wait=_scaled(timing.group_wait, scale, Fraction(0)),
+                group_interval=_scaled(timing.group_interval, scale, _MIN_INTERVAL),
+                repeat_interval=_scaled(timing.repeat_interval, scale, _MIN_INTERVAL),
+            )
+        timings[receiver] = dataclasses.replace(timing, **overrides)
+    return timings
 
 
 def write_rules(settings: StackSettings) -> list[Path]:

@@ -3,15 +3,17 @@ notification receiver on one machine, without Docker."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from types import TracebackType
 
 from inferwatch.stack import configs
+from inferwatch.stack.backends import OwnBackend, own_backends
 from inferwatch.stack.children import PidFile, previous_stack, terminate
-from inferwatch.stack.components import Component, components
-from inferwatch.stack.settings import StackSettings
+from inferwatch.stack.components import Component, components, exporter_collectors
+from inferwatch.stack.settings import BACKENDS, StackSettings
 from inferwatch.stack.status import StackStatus, read_status
-from inferwatch.stack.supervisor import StackError, Supervisor, ensure_port_free
+from inferwatch.stack.supervisor import StackError, Supervisor, ensure_ports_free
 
 Progress = Callable[[str], None]
 # How long the processes of a stale stack get to shut down (Prometheus flushing its head
@@ -20,23 +22,38 @@ STALE_STOP_TIMEOUT = 15.0
 
 
 class Stack:
+    """The stack of ``settings``. Once :meth:`prepare` has run, :attr:`settings` holds the
+    URLs of the backends the stack runs itself (:attr:`backends`), as its clients see them."""
+
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.pid_file = PidFile(settings.data_dir)
         self.supervisor = Supervisor(settings.log_dir, settings.startup_timeout, self.pid_file)
         self.components: list[Component] = []
+        self.backends: list[OwnBackend] = []
+        self._reported_backends: list[str] = []
 
     def prepare(self, progress: Progress = lambda _: None) -> None:
         """Check binaries, stop what a dead runner left in the data directory, check ports,
-        write every config into the data directory. Nothing of this stack runs yet, so any
-        error here leaves the machine as it was."""
-        self.components = components(self.settings)  # raises when a binary is missing
+        write every config into the data directory (and initialise the own PostgreSQL's on
+        the first start). Nothing of this stack runs yet, so any error here leaves no
+        process behind."""
+        if not self.backends:  # ports and passwords of the own backends, settled once
+            self.backends = own_backends(self.settings)
+            urls = {f"{b.name}_url": b.url for b in self.backends}
+            self.settings = dataclasses.replace(self.settings, **urls)
+        # Raises when a binary is missing.
+        self.components = components(self.settings, [b.component for b in self.backends])
+        collectors = exporter_collectors(self.settings)  # looks for NVML: once, not per status
+        self._reported_backends = [name for name in BACKENDS if name in collectors]
         self._stop_stale(progress)
-        for name, port in self.settings.ports.items():
-            if name == "demo" and not self.settings.run_demo:
-                continue
-            ensure_port_free(self.settings.host, port, name)
+        skip = set() if self.settings.run_demo else {"demo"}
+        ensure_ports_free(
+            self.settings.host, [(n, p) for n, p in self.settings.ports.items() if n not in skip]
+        )
         configs.write_all(self.settings)
+        for backend in self.backends:
+            backend.prepare(progress)
 
     def _stop_stale(self, progress: Progress) -> None:
         previous = previous_stack(self.pid_file)
@@ -83,7 +100,9 @@ class Stack:
         return self.supervisor.start(self.components[order.index(name)], position)
 
     def status(self) -> StackStatus | None:
-        return read_status(self.settings.url("prometheus"))
+        """How the stack looks from Prometheus, with the backends whose reachability the
+        exporter reports (None while Prometheus does not answer)."""
+        return read_status(self.settings.url("prometheus"), self._reported_backends)
 
     def urls(self) -> list[tuple[str, str]]:
         return [(c.description, c.ui_url) for c in self.components]

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from inferwatch.alerts import units
 from inferwatch.exporters.redact import quote_userinfo, redact_url
 
-_DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
+# Duration settings, each with whether zero is allowed (an Alertmanager group may notify at
+# once; nothing else may happen every 0 s: Prometheus would read a 0s interval as its 1m
+# default).
+_DURATIONS = {
+    "scrape_interval": False,
+    "evaluation_interval": False,
+    "group_wait": True,
+    "group_interval": False,
+    "repeat_interval": False,
+    "alert_resend_delay": False,
+}
+BACKENDS = ("redis", "postgres")
 # Backends the demo uses and the exporter reports on, by setting: the schemes each accepts.
 _BACKEND_SCHEMES = {
     "redis_url": ("redis", "rediss", "unix"),
@@ -73,16 +84,18 @@ class StackSettings:
     # server views. They may carry passwords: kept out of repr, command lines and messages.
     redis_url: str | None = field(default=None, repr=False)
     postgres_url: str | None = field(default=None, repr=False)
+    # The backends the stack runs itself for the demo where no URL above names the user's
+    # (a real Redis and PostgreSQL of its own: see inferwatch.stack.backends); () runs
+    # neither, and the demo then keeps its cache in memory and its database in SQLite.
+    embedded_backends: tuple[str, ...] = BACKENDS
 
     def __post_init__(self) -> None:
-        for name in ("scrape_interval", "evaluation_interval"):
-            value = getattr(self, name)
-            if not _DURATION.match(value):
-                raise ValueError(f"{name} must be a duration like 15s or 1m, got {value!r}")
-        for name in ("group_wait", "group_interval", "repeat_interval", "alert_resend_delay"):
-            value = getattr(self, name)
-            if value is not None and not _DURATION.match(value):
-                raise ValueError(f"{name} must be a duration like 30s or 4h, got {value!r}")
+        for name, zero_allowed in _DURATIONS.items():
+            if (value := getattr(self, name)) is not None:
+                object.__setattr__(self, name, _duration(name, value, zero_allowed))
+        unknown = sorted(set(self.embedded_backends) - set(BACKENDS))
+        if unknown:
+            raise ValueError(f"no such backend {unknown}; the stack can run {BACKENDS}")
         for name, port in self.ports.items():
             if not 0 < port < 65536:
                 raise ValueError(f"--{name.replace('_', '-')}-port must be 1..65535, got {port}")
@@ -122,6 +135,18 @@ class StackSettings:
                 # (SQLAlchemy) and libpq would connect to the rest of it as a host.
                 object.__setattr__(self, name, quote_userinfo(url))
 
+    @property
+    def backends_to_run(self) -> tuple[str, ...]:
+        """The embedded backends without a URL of the user's: those the stack starts (for
+        the demo: without it nothing would use them)."""
+        if not self.run_demo:
+            return ()
+        return tuple(b for b in BACKENDS if b in self.embedded_backends and not self.url_of(b))
+
+    def url_of(self, backend: str) -> str | None:
+        url: str | None = getattr(self, f"{backend}_url")
+        return url
+
     def url(self, component: str) -> str:
         return f"http://{self.host}:{getattr(self.ports, component)}"
 
@@ -132,6 +157,23 @@ class StackSettings:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+
+def _duration(name: str, value: str, zero_allowed: bool) -> str:
+    """``value`` in Prometheus's own spelling (``1.5s`` -> ``1500ms``), checked with the
+    project's one duration grammar (:mod:`inferwatch.alerts.units`)."""
+    flag = f"--{name.replace('_', '-')}"
+    least = "a non-negative" if zero_allowed else "a positive"
+    try:
+        seconds = units.parse_duration(value)
+        text = units.format_duration(seconds)
+    except ValueError:
+        raise ValueError(
+            f"{flag} must be {least} duration like 15s or 1m30s, got {value!r}"
+        ) from None
+    if seconds < 0 or (seconds == 0 and not zero_allowed):
+        raise ValueError(f"{flag} must be {least} duration like 15s or 1m30s, got {value!r}")
+    return text
 
 
 def _check_service_auth(settings: StackSettings) -> None:

@@ -1,25 +1,63 @@
-"""What the stack looks like from Prometheus: targets up, alerts firing."""
+"""What the stack looks like from Prometheus: targets up, backends reachable, alerts firing."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from inferwatch.stack.prometheus_config import JOB_EXPORTER
+
+HEARTBEAT = "Watchdog"  # always firing while rules, Prometheus and Alertmanager work
 
 
 @dataclass(frozen=True)
 class StackStatus:
     targets_up: int
     targets_total: int
-    down: tuple[str, ...]  # job names of targets that are not up
-    firing: tuple[str, ...]  # "AlertName (severity)"
+    down: tuple[str, ...]  # job names of targets whose last scrape failed
+    waiting: tuple[str, ...]  # job names of targets not scraped yet (health "unknown")
+    firing: tuple[str, ...]  # "AlertName (severity)", the heartbeat excepted
+    heartbeat: bool = False  # the Watchdog fires
+    # Backends the demo uses, as the exporter (connecting with the same URLs) reports them.
+    unreachable: tuple[str, ...] = ()
+    unreported: tuple[str, ...] = ()  # no figure from the exporter yet
+
+    @property
+    def all_up(self) -> bool:
+        """Every target scraped and up, every backend reachable."""
+        return (
+            bool(self.targets_total)
+            and self.targets_up == self.targets_total
+            and not (self.unreachable or self.unreported)
+        )
 
     def line(self) -> str:
         state = f"targets up {self.targets_up}/{self.targets_total}"
-        if self.down:
-            state += f" (down: {', '.join(self.down)})"
-        return state + " · firing: " + (", ".join(self.firing) if self.firing else "none")
+        problems = [f"down: {', '.join(self.down)}"] if self.down else []
+        if self.waiting:
+            problems.append(f"waiting for first scrape: {', '.join(self.waiting)}")
+        if problems:
+            state += f" ({'; '.join(problems)})"
+        backends = [f"{name} unreachable" for name in self.unreachable]
+        backends += [f"{name} not reported yet" for name in self.unreported]
+        if backends:
+            state += f" · backends: {', '.join(backends)}"
+        # The Watchdog fires for as long as everything works: named apart, so that "none"
+        # means no alert, and its absence reads as the problem it is.
+        firing = ", ".join(self.firing)
+        if self.heartbeat:
+            firing = (
+                f"{firing}, besides the Watchdog heartbeat"
+                if firing
+                else "none besides the Watchdog heartbeat"
+            )
+        else:
+            firing = f"{firing or 'none'} (no Watchdog heartbeat yet)"
+        return f"{state} · firing: {firing}"
 
 
 def _get(url: str, timeout: float) -> dict:
@@ -27,23 +65,49 @@ def _get(url: str, timeout: float) -> dict:
         return json.load(response)
 
 
-def read_status(prometheus_url: str, timeout: float = 2.0) -> StackStatus | None:
-    """None when Prometheus does not answer (it may be restarting)."""
+def _backend_figures(prometheus_url: str, timeout: float) -> dict[str, float]:
+    """backend -> the exporter's last ``inferwatch_<backend>_up``."""
+    promql = f'{{__name__=~"inferwatch_(redis|postgres)_up",job="{JOB_EXPORTER}"}}'
+    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    found = {}
+    for sample in _get(url, timeout)["data"]["result"]:
+        name = sample["metric"]["__name__"].removeprefix("inferwatch_").removesuffix("_up")
+        found[name] = float(sample["value"][1])
+    return found
+
+
+def read_status(
+    prometheus_url: str, backends: Sequence[str] = (), timeout: float = 2.0
+) -> StackStatus | None:
+    """None when Prometheus does not answer (it may be restarting). ``backends``: those whose
+    reachability the exporter reports (``redis``, ``postgres``)."""
     try:
         targets = _get(f"{prometheus_url}/api/v1/targets?state=active", timeout)["data"]
         alerts = _get(f"{prometheus_url}/api/v1/alerts", timeout)["data"]["alerts"]
+        figures = _backend_figures(prometheus_url, timeout) if backends else {}
     except (OSError, urllib.error.URLError, ValueError, KeyError):
         return None
     active = targets.get("activeTargets", [])
-    down = sorted({t["labels"].get("job", "?") for t in active if t.get("health") != "up"})
-    firing = sorted(
-        f"{a['labels'].get('alertname', '?')} ({a['labels'].get('severity', '-')})"
-        for a in alerts
-        if a.get("state") == "firing"
-    )
+
+    def jobs(health: str) -> tuple[str, ...]:
+        return tuple(
+            sorted({t["labels"].get("job", "?") for t in active if t.get("health") == health})
+        )
+
+    firing = [a["labels"] for a in alerts if a.get("state") == "firing"]
     return StackStatus(
-        targets_up=sum(1 for t in active if t.get("health") == "up"),
+        targets_up=len([t for t in active if t.get("health") == "up"]),
         targets_total=len(active),
-        down=tuple(down),
-        firing=tuple(firing),
+        down=jobs("down"),
+        waiting=jobs("unknown"),
+        firing=tuple(
+            sorted(
+                f"{labels.get('alertname', '?')} ({labels.get('severity', '-')})"
+                for labels in firing
+                if labels.get("alertname") != HEARTBEAT
+            )
+        ),
+        heartbeat=any(labels.get("alertname") == HEARTBEAT for labels in firing),
+        unreachable=tuple(b for b in backends if figures.get(b) == 0),
+        unreported=tuple(b for b in backends if b not in figures),
     )

@@ -1,5 +1,5 @@
-"""In-process instrumentation of AI workloads: model lifecycle, inference, queues, batches and
-application caches.
+"""In-process instrumentation of AI workloads: model lifecycle, inference, queues, batches,
+application caches, and the calls to the services a backend depends on (retries, breakers).
 
 Every facade takes ``registry=`` (default: prometheus_client's global registry); the metrics
 behind the facades are created once per registry, so facades can be created freely.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prometheus_client.registry import CollectorRegistry
 
+from inferwatch.ai.breaker import CircuitBreaker, CircuitOpenError
 from inferwatch.ai.cache import (
     MISSING,
     CacheBackend,
@@ -31,12 +32,15 @@ from inferwatch.ai.labels import OTHER, BoundedLabel
 from inferwatch.ai.models import ModelLoad, ModelMetrics, ModelSet, model_set
 from inferwatch.ai.outcomes import OUTCOMES, classify
 from inferwatch.ai.redis_backend import CacheUnavailable, RedisBackend
+from inferwatch.ai.upstream import Upstream, UpstreamSet, is_transient, upstream_set
 
 
-def define_metrics(registry: CollectorRegistry) -> tuple[ModelSet, InferenceSet, CacheSet]:
+def define_metrics(
+    registry: CollectorRegistry,
+) -> tuple[ModelSet, InferenceSet, CacheSet, UpstreamSet]:
     """Create every AI metric in ``registry`` with default buckets (for catalogues and for
     exposing empty families before first use)."""
-    return model_set(registry), inference_set(registry), cache_set(registry)
+    return model_set(registry), inference_set(registry), cache_set(registry), upstream_set(registry)
 
 
 __all__ = [
@@ -47,6 +51,8 @@ __all__ = [
     "CacheBackend",
     "CacheMetrics",
     "CacheUnavailable",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "InferenceMetrics",
     "InferenceRequest",
     "InstrumentedCache",
@@ -55,8 +61,10 @@ __all__ = [
     "ModelMetrics",
     "QueueDepth",
     "RedisBackend",
+    "Upstream",
     "classify",
     "current_request",
     "define_metrics",
     "instrumented_cache",
+    "is_transient",
 ]

@@ -34,3 +34,9 @@ BATCH_WAIT_SECONDS = (
 CACHE_LOAD_SECONDS = (
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
 )  # fmt: skip
+
+# How long a dependency stayed broken, as its circuit breaker saw it: from the breaker opening
+# to it closing again. Breakers probe every few seconds to a minute; outages last up to hours.
+CIRCUIT_RECOVERY_SECONDS = (
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0,
+)  # fmt: skip

@@ -100,7 +100,10 @@ class Traffic:
             response = call()
             self._count(str(response.status_code))
         self._websocket(prompt)
-        if worker == 0 and n % 2 == 0:  # now and then, not so often it crowds out the rest
+        # Now and then a client gives up. A departure counts as a failed request (499), so
+        # one in 20 rounds of one worker keeps the music route's error ratio near 1.5 %,
+        # well under the 5 % warning: a clean run must not page anyone.
+        if worker == 0 and n % 20 == 0:
             self._give_up(prompt)
 
     def _give_up(self, prompt: str) -> None:

@@ -30,6 +30,7 @@ GETS = "inferwatch_cache_gets_total"
 PUTS = "inferwatch_cache_puts_total"
 EVICTIONS = "inferwatch_cache_evictions_total"
 ENTRIES = "inferwatch_cache_entries"
+SHARED_ENTRIES = "inferwatch_cache_shared_entries"  # a Redis cache's: never summed
 LOAD = "inferwatch_cache_load_duration_seconds"
 ERRORS = "inferwatch_instrumentation_errors_total"
 
@@ -43,6 +44,7 @@ sample = exact
 
 def counts(registry: CollectorRegistry, cache: str) -> dict[str, float | None]:
     got = scrape(registry)
+    shared = sample(got, SHARED_ENTRIES, cache=cache)
     return {
         "hit": sample(got, GETS, cache=cache, result="hit"),
         "miss": sample(got, GETS, cache=cache, result="miss"),
@@ -50,7 +52,7 @@ def counts(registry: CollectorRegistry, cache: str) -> dict[str, float | None]:
         "size": sample(got, EVICTIONS, cache=cache, reason="size"),
         "ttl": sample(got, EVICTIONS, cache=cache, reason="ttl"),
         "manual": sample(got, EVICTIONS, cache=cache, reason="manual"),
-        "entries": sample(got, ENTRIES, cache=cache),
+        "entries": sample(got, ENTRIES, cache=cache) if shared is None else shared,
     }
 
 

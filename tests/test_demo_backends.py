@@ -139,7 +139,7 @@ def test_redis_backend_on_a_real_server(redis_server: RedisExecutor) -> None:
     got = registry_samples(registry)
     assert exact(got, "inferwatch_cache_gets_total", cache="redis-test", result="hit") == 2
     assert exact(got, "inferwatch_cache_gets_total", cache="redis-test", result="miss") == 1
-    assert exact(got, "inferwatch_cache_entries", cache="redis-test") == 2
+    assert exact(got, "inferwatch_cache_shared_entries", cache="redis-test") == 2
 
     client.set("t[1]:broken", b"\xff not json")
     assert backend.get("broken") is MISSING  # undecodable: a reported miss

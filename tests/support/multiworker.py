@@ -138,8 +138,11 @@ def multiworker(
     *,
     env: Mapping[str, str] | None = None,
     wrapper: Sequence[str] = (),
+    app: str = APP,
 ) -> Iterator[Workers]:
-    """Start ``uvicorn --workers`` on the test app; yield once every worker serves.
+    """Start ``uvicorn --workers`` on ``app`` (the test app unless given: any app of
+    tests/apps that names its worker in ``X-Worker-Pid``, /healthz included); yield once
+    every worker serves.
 
     ``wrapper`` is a command line the uvicorn command is appended to (it must exec it);
     ``$PROMETHEUS_MULTIPROC_DIR`` names the directory in its environment.
@@ -151,7 +154,7 @@ def multiworker(
     port = free_port()
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
     command = [
-        *wrapper, sys.executable, "-m", "uvicorn", APP, "--host", LOOPBACK, "--port", str(port),
+        *wrapper, sys.executable, "-m", "uvicorn", app, "--host", LOOPBACK, "--port", str(port),
         "--workers", str(workers), "--no-access-log",
     ]  # fmt: skip
     environment = {

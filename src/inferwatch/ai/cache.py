@@ -50,6 +50,12 @@ class CacheBackend(Protocol):
     server-side TTL) simply never calls it. ``size()`` may return None when unknown; the
     cache calls it after every store and eviction, on the request path, so it must cost the
     same whatever the size (a count kept as entries come and go, never a scan).
+
+    A backend whose entries every worker process sees (Redis) has ``shared = True``: its
+    size is then reported as ``inferwatch_cache_shared_entries``, the count most recently
+    read by any worker, where summing the workers' equal readings would count each entry
+    once per worker. Without the attribute a backend is per process, like
+    :class:`MemoryBackend`, and its sizes add up in ``inferwatch_cache_entries``.
     """
 
     on_evict: EvictionListener | None
@@ -80,6 +86,7 @@ class MemoryBackend:
             raise ValueError(f"ttl must be positive seconds or None, got {ttl}")
         self.max_size = max_size
         self.ttl = ttl
+        self.shared = False  # each process has its own
         self.on_evict: EvictionListener | None = None
         self._clock = clock
         self._data: OrderedDict[Hashable, tuple[Any, float | None]] = OrderedDict()
@@ -167,8 +174,16 @@ class CacheSet:
         )  # fmt: skip
         self.entries = Gauge(
             "inferwatch_cache_entries",
-            "Entries currently in the cache (summed over worker processes).",
+            "Entries currently in an in-process cache (summed over worker processes).",
             ("cache",), registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        # Every worker reads the same count from a shared backend: the latest reading is
+        # the figure, kept when the worker that read it exits (the entries do not).
+        self.shared_entries = Gauge(
+            "inferwatch_cache_shared_entries",
+            "Entries currently in a cache kept in a shared backend such as Redis, as most "
+            "recently counted by any worker process (never summed over them).",
+            ("cache",), registry=r, multiprocess_mode="mostrecent",
         )  # fmt: skip
         self.load_duration = Histogram(
             "inferwatch_cache_load_duration_seconds",
@@ -229,10 +244,14 @@ class CacheMetrics:
             lambda: self._metrics.evictions.labels(self._label, self._reason(reason)).inc(count),
         )
 
-    def set_size(self, entries: int) -> None:
-        """Report how many entries the cache holds now."""
+    def set_size(self, entries: int, *, shared: bool = False) -> None:
+        """Report how many entries the cache holds now; ``shared``: counted in a backend
+        every worker process sees (see :class:`CacheBackend`), not in this process."""
 
         def apply() -> None:
+            if shared:
+                self._metrics.shared_entries.labels(self._label).set(entries)
+                return
             # Applied as a difference so that caches sharing a name (or `_other`) add up.
             with self._size_lock:
                 self._metrics.entries.labels(self._label).inc(entries - self._size)
@@ -296,6 +315,7 @@ class InstrumentedCache:
             backend if backend is not None else MemoryBackend(max_size, ttl, clock)
         )
         self.backend.on_evict = self._on_evict
+        self._shared = getattr(self.backend, "shared", False) is True
         self._size_lock = threading.Lock()
 
     def get(self, key: Hashable, default: Any = None) -> Any:
@@ -375,7 +395,7 @@ class InstrumentedCache:
             with self._size_lock:
                 size = self.backend.size()
                 if size is not None:
-                    self.metrics.set_size(size)
+                    self.metrics.set_size(size, shared=self._shared)
         except Exception as exc:
             self.metrics._state.error("ai.cache.size", exc)
 

@@ -137,6 +137,7 @@ class RedisBackend:
         self.index_key = _index_key_for(prefix)
         self.ttl = ttl
         self.count_keys = count_keys
+        self.shared = True  # every worker and replica sees the same keys
         self.on_evict: EvictionListener | None = None
         self._registry = registry
         self._dumps = dumps

@@ -16,6 +16,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.support import Server, StartDemo, demo_command, free_port, serve  # noqa: E402
+from tests.support.load import cpu_hog, cpu_hog_requested  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cpu_hog_beside_the_run() -> Iterator[None]:
+    """With INFERWATCH_TEST_CPU_HOG=1, a busy loop on every core for the whole session:
+    the suite must pass on a busy machine, since each test asserts only what it controls."""
+    if not cpu_hog_requested():
+        yield
+        return
+    with cpu_hog():
+        yield
 
 
 @pytest.fixture

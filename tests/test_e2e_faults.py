@@ -30,11 +30,13 @@ from typing import Any
 import pytest
 
 from inferwatch.alertmanager import CHAT, HEARTBEAT, PAGER
+from inferwatch.alerts.signals import SIGNALS
 from inferwatch.alertsink.client import AlertSinkClient, Record
 from inferwatch.dashboards.live import settings as fast_settings
 from inferwatch.dashboards.traffic import Traffic
 from inferwatch.stack import Stack, StackSettings
 from tests.support import wait_until
+from tests.support.load import cpu_hog
 
 pytestmark = pytest.mark.skipif(
     not (
@@ -115,6 +117,10 @@ SCENARIOS = [
              component="exporter"),
 ]  # fmt: skip
 WATCHED = {e.alert for s in SCENARIOS for e in s.expect}
+# The host's CPU and memory belong to the machine, not to the demo: other work beside the
+# test (a build, a second test run) fires these alerts, rightly. The clean run judges only
+# what the test controls; test_host_cpu_alert_fires_under_a_cpu_hog makes its own load.
+HOST_ALERTS = {s.alert for s in SIGNALS if s.series.startswith("instance:inferwatch_host_")}
 
 
 def _load_table_script() -> Any:
@@ -314,6 +320,9 @@ def stack_settings(data_dir: Path) -> StackSettings:
         # No GPU (nor NVML) here: the GPU collector would report failure, rightly paging
         # through ExporterCollectorFailing in every run.
         exporter_collectors=("host",),
+        # The demo's in-process cache and SQLite, as the scenarios' figures were measured:
+        # no scenario needs a real server.
+        embedded_backends=(),
     )
 
 
@@ -373,8 +382,9 @@ def test_clean_run_fires_only_the_watchdog(e2e: Harness) -> None:
         interval=1.0,
         message=lambda: f"recorded series: {_missing_series(e2e)}",
     )
+    ignored = {"Watchdog", *HOST_ALERTS}
     everything = {a["labels"]["alertname"] for a in e2e.active_alerts()} | WATCHED
-    e2e.wait_quiet(everything - {"Watchdog"}, timeout=90)
+    e2e.wait_quiet(everything - ignored, timeout=90)
     e2e.sink.clear()
     began = time.monotonic()
     seen: set[str] = set()
@@ -383,10 +393,12 @@ def test_clean_run_fires_only_the_watchdog(e2e: Harness) -> None:
         seen |= {
             f"{a['labels']['alertname']} ({a['labels'].get('severity')}, {a['state']})"
             for a in e2e.active_alerts()
-            if a["labels"]["alertname"] != "Watchdog"
+            if a["labels"]["alertname"] not in ignored
         }
         time.sleep(1.0)
-    notified = sorted({r["alertname"] for r in e2e.sink.notifications(status="firing")})
+    notified = sorted(
+        {r["alertname"] for r in e2e.sink.notifications(status="firing")} - HOST_ALERTS
+    )
     e2e.clean_run = {"seconds": CLEAN_RUN_SECONDS, "notified": notified}
     assert notified == ["Watchdog"], f"active in Prometheus during the run: {sorted(seen)}"
     assert e2e.sink.notifications(receiver=HEARTBEAT, alertname="Watchdog")
@@ -467,6 +479,22 @@ def test_alertmanager_down_still_notifies_once_back(e2e: Harness) -> None:
         note=f"{_received(record) - back:.1f} s after Alertmanager was back",
         to_resolution=round(_received(resolved) - off, 1),
     )
+
+
+def test_host_cpu_alert_fires_under_a_cpu_hog(e2e: Harness) -> None:
+    """Load the test makes: a busy loop on every core keeps the host above 90 % (whatever
+    else runs), so HostHighCPUUsage fires at both levels. Its resolution is not asserted:
+    how busy the machine is once the loops stop is not up to the test."""
+    expected = [Expect("HostHighCPUUsage", "warning"), Expect("HostHighCPUUsage", "critical")]
+    with cpu_hog():
+        on = time.time()
+        for expect in expected:
+            record = e2e.wait_notification(expect, "firing", 90, after=on)
+            assert record["labels"]["instance"] == (
+                f"{e2e.stack.settings.host}:{e2e.stack.settings.ports.exporter}"
+            )
+    for expect in expected:
+        assert not e2e.misrouted(expect.alert), e2e.misrouted(expect.alert)
 
 
 def test_table_script_renders_the_readme_section(tmp_path: Path) -> None:

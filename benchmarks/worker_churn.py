@@ -7,7 +7,14 @@ SIGKILLs every worker and waits until uvicorn's supervisor has replaced them all
 counts the series of one scrape, times several scrapes and measures the directory. The two
 servers run side by side and take turns round by round.
 
+``--scrape``: the cost of a scrape for the same series. Both servers record exactly the same
+families, labels and buckets (every worker records the whole set when it starts, through
+inferwatch's metric classes or prometheus_client's), so only the reading and rendering
+differ. Scrapes are timed with every worker alive, then again as workers are SIGKILLed and
+replaced, up to ``--restarts`` worker restarts.
+
     .venv/bin/python benchmarks/worker_churn.py [--rounds N] [--workers N] [--markdown]
+    .venv/bin/python benchmarks/worker_churn.py --scrape [--restarts N] [--markdown]
 """
 
 from __future__ import annotations
@@ -36,6 +43,16 @@ REPO = Path(__file__).resolve().parents[1]
 VARIANT_ENV = "WORKER_CHURN_VARIANT"
 INFERWATCH = "inferwatch"
 PROMETHEUS_CLIENT = "prometheus_client"
+# --scrape: the same series through either library
+FIXED = "-fixed"
+DEFAULT_RESTARTS = 50
+DEFAULT_SCRAPE_TIMES = 15
+FIXED_ROUTES = 20
+FIXED_MODELS = 50
+# Bounds written out here, not imported from inferwatch: importing it into the
+# prometheus_client workers would give them inferwatch's value store.
+FIXED_DURATION_BUCKETS = tuple(0.005 * 2**i for i in range(22))
+FIXED_SIZE_BUCKETS = tuple(float(64 * 4**i) for i in range(13))
 DEFAULT_ROUNDS = 10
 DEFAULT_WORKERS = 4
 DEFAULT_MODELS = 400
@@ -129,9 +146,79 @@ def build_prometheus_client_app() -> Any:
     return app
 
 
+def record_fixed_series(lib: Any) -> None:
+    """Record one fixed set of series with ``lib`` (``inferwatch.metrics`` or
+    ``prometheus_client``, whose metric classes take the same arguments): the HTTP
+    histograms of 20 routes by two statuses, an in-flight gauge, and a counter and histogram
+    for each of 50 models; about 2,800 samples in a scrape."""
+    duration = lib.Histogram(
+        "http_server_request_duration_seconds", "HTTP requests.", ["method", "route", "status"],
+        buckets=FIXED_DURATION_BUCKETS, registry=None,
+    )  # fmt: skip
+    size = lib.Histogram(
+        "http_server_response_body_size_bytes", "Responses.", ["method", "route", "status"],
+        buckets=FIXED_SIZE_BUCKETS, registry=None,
+    )  # fmt: skip
+    active = lib.Gauge(
+        "http_server_active_requests", "In flight.", ["method"], multiprocess_mode="livesum",
+        registry=None,
+    )  # fmt: skip
+    requests = lib.Counter("inference_requests", "Inference.", ["model", "outcome"], registry=None)
+    latency = lib.Histogram(
+        "inference_request_duration_seconds", "Inference.", ["model", "outcome"],
+        buckets=FIXED_DURATION_BUCKETS, registry=None,
+    )  # fmt: skip
+    for r in range(FIXED_ROUTES):
+        for status in ("200", "500"):
+            duration.labels("GET", f"/v1/route{r}", status).observe(0.05)
+            size.labels("GET", f"/v1/route{r}", status).observe(512)
+    active.labels("GET").set(0)
+    for m in range(FIXED_MODELS):
+        requests.labels(f"model-{m}", "success").inc()
+        latency.labels(f"model-{m}", "success").observe(0.3)
+
+
+def build_fixed_app(variant: str) -> Any:
+    """A bare ASGI app: /healthz, and /metrics as each library serves a multiprocess
+    directory (inferwatch: compaction, its reader, the workers' process metrics)."""
+    if variant == INFERWATCH + FIXED:
+        import inferwatch.metrics
+        from inferwatch.exposition import MetricsApp
+
+        record_fixed_series(inferwatch.metrics)
+        metrics: Any = MetricsApp()
+    else:
+        import prometheus_client as pc
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        record_fixed_series(pc)
+
+        async def metrics(scope: dict, receive: Any, send: Any) -> None:
+            registry = pc.CollectorRegistry()
+            MultiProcessCollector(registry)
+            body = pc.generate_latest(registry)
+            headers = [(b"content-type", pc.CONTENT_TYPE_LATEST.encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/metrics":
+            await metrics(scope, receive, send)
+            return
+        body = f'{{"pid": {os.getpid()}}}'.encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 def build_app(variant: str) -> Any:
     import logging
 
+    if variant.endswith(FIXED):
+        return build_fixed_app(variant)
     app = build_inferwatch_app() if variant == INFERWATCH else build_prometheus_client_app()
     classes: dict[str, type[ChurnError]] = {}
 
@@ -268,6 +355,10 @@ class Service:
         self.send([f"/infer/{uuid.uuid4().hex}" for _ in range(models)])
         self.send([f"/raise/Churn{round_no}x{i}" for i in range(errors)])
         self.settle()
+        self.restart_all()
+
+    def restart_all(self) -> int:
+        """SIGKILL every worker, wait until each replacement serves; how many were killed."""
         import psutil
 
         victims = self.worker_pids()
@@ -284,6 +375,7 @@ class Service:
 
         wait_for(gone, 30, "the killed workers to exit")
         self.wait_all_serving()
+        return len(victims)
 
     def settle(self) -> None:
         """Let the workers finish recording (a worker records just after responding): wait
@@ -304,20 +396,27 @@ class Service:
             raise RuntimeError(f"{self.variant}: /metrics answered {status}")
         return body
 
-    def measure(self, scrapes: int) -> Round:
-        from prometheus_client.parser import text_string_to_metric_families
+    def timed_scrape(self) -> tuple[float, bytes]:
+        started = time.perf_counter()
+        body = self.scrape()
+        return time.perf_counter() - started, body
 
+    def measure(self, scrapes: int) -> Round:
         times, body = [], b""
         for _ in range(scrapes):
-            started = time.perf_counter()
-            body = self.scrape()
-            times.append(time.perf_counter() - started)
+            took, body = self.timed_scrape()
+            times.append(took)
+        return self.round_of(body, statistics.median(times))
+
+    def round_of(self, body: bytes, scrape_seconds: float) -> Round:
+        from prometheus_client.parser import text_string_to_metric_families
+
         families = list(text_string_to_metric_families(body.decode()))
         samples = [s for f in families for s in f.samples]
         models = {s.labels["model"] for s in samples if "model" in s.labels}
         files = [p for p in self.directory.iterdir() if p.is_file()]
         allocated = sum(p.stat().st_blocks * 512 for p in files)
-        return Round(len(samples), len(models), statistics.median(times), allocated, len(files))
+        return Round(len(samples), len(models), scrape_seconds, allocated, len(files))
 
 
 def table(services: Sequence[Service], markdown: bool) -> str:
@@ -369,6 +468,102 @@ def running(services: Sequence[Service]) -> Iterator[None]:
             s.stop()
 
 
+@dataclass
+class Checkpoint:
+    restarts: int
+    rounds: tuple[Round, Round]  # inferwatch, prometheus_client
+    ratio: tuple[
+        float, float, float
+    ]  # inferwatch / prometheus_client per scrape pair: q1, median, q3
+
+
+def scrape_checkpoint(services: Sequence[Service], restarts: int, scrapes: int) -> Checkpoint:
+    """Time ``scrapes`` scrapes of each server, alternating between them scrape by scrape (who
+    goes first alternates too), so that load from elsewhere lands on both."""
+    times: list[list[float]] = [[], []]
+    bodies = [b"", b""]
+    for i in range(scrapes):
+        order = (0, 1) if i % 2 == 0 else (1, 0)
+        for k in order:
+            took, bodies[k] = services[k].timed_scrape()
+            times[k].append(took)
+    ratios = [a / b for a, b in zip(times[0], times[1], strict=True)]
+    q1, med, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    rounds = (
+        services[0].round_of(bodies[0], statistics.median(times[0])),
+        services[1].round_of(bodies[1], statistics.median(times[1])),
+    )
+    return Checkpoint(restarts, rounds, (q1, med, q3))
+
+
+def scrape_table(checkpoints: Sequence[Checkpoint], markdown: bool) -> str:
+    lines = [
+        "| worker restarts | series inferwatch / prometheus_client | scrape ms inferwatch "
+        "| scrape ms prometheus_client | inferwatch / prometheus_client, median (IQR) "
+        "| files inferwatch / prometheus_client |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in checkpoints:
+        iw, pc = c.rounds
+        q1, med, q3 = c.ratio
+        lines.append(
+            f"| {c.restarts} | {iw.series} / {pc.series} | {iw.scrape_seconds * 1e3:.1f} | "
+            f"{pc.scrape_seconds * 1e3:.1f} | {med:.2f}x ({q1:.2f} .. {q3:.2f}) | "
+            f"{iw.files} / {pc.files} |"
+        )
+    first, last = checkpoints[0].rounds, checkpoints[-1].rounds
+    lines += [
+        "",
+        f"After {checkpoints[-1].restarts} restarts against none: scrape time "
+        f"x{last[0].scrape_seconds / first[0].scrape_seconds:.2f} (inferwatch), "
+        f"x{last[1].scrape_seconds / first[1].scrape_seconds:.2f} (prometheus_client).",
+    ]
+    text = "\n".join(lines)
+    return text if markdown else text.replace("|---:", "|----")
+
+
+def run_scrape_mode(args: argparse.Namespace, progress: Any) -> None:
+    with tempfile.TemporaryDirectory(prefix="iw-scrape-") as tmp:
+        services = [
+            Service(variant + FIXED, args.workers, Path(tmp, variant))
+            for variant in (INFERWATCH, PROMETHEUS_CLIENT)
+        ]
+        checkpoints: list[Checkpoint] = []
+        with running(services):
+            restarts = 0
+            # Checkpoints: all live, then about a quarter, half and all of the restarts.
+            marks = sorted({0, *(args.restarts * k // 4 for k in (1, 2, 4))})
+            while True:
+                if restarts >= marks[0]:
+                    marks = [m for m in marks if m > restarts]
+                    checkpoints.append(scrape_checkpoint(services, restarts, args.scrapes))
+                    c = checkpoints[-1]
+                    print(
+                        f"{restarts} restarts: scrape {c.rounds[0].scrape_seconds * 1e3:.1f} ms "
+                        f"(inferwatch), {c.rounds[1].scrape_seconds * 1e3:.1f} ms "
+                        "(prometheus_client)",
+                        file=progress,
+                        flush=True,
+                    )
+                    if not marks:
+                        break
+                killed = [s.restart_all() for s in services]
+                restarts += min(killed)
+    print(
+        f"`{' '.join(['.venv/bin/python', 'benchmarks/worker_churn.py', *sys.argv[1:]])}`: "
+        f"uvicorn --workers {args.workers}, every worker recording the same "
+        f"{FIXED_ROUTES} routes x 2 statuses and {FIXED_MODELS} models through inferwatch's "
+        "metric classes or prometheus_client's; /metrics as each serves a multiprocess "
+        "directory (inferwatch: compaction, its reader and the workers' process metrics; "
+        f"prometheus_client: `MultiProcessCollector`). {args.scrapes} scrapes per server at "
+        "each checkpoint, a new connection each, alternating between the servers; "
+        "the ratio is taken scrape pair by scrape pair. Restarts: all workers SIGKILLed and "
+        "replaced at once, until the count is reached.\n"
+    )
+    print(scrape_table(checkpoints, args.markdown))
+    print("\n" + environment())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="default %(default)s")
@@ -392,14 +587,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="timed scrapes per round (default %(default)s)",
     )
     parser.add_argument(
+        "--scrape",
+        action="store_true",
+        help="time scrapes of the same series in both libraries, live and after restarts",
+    )
+    parser.add_argument(
+        "--restarts",
+        type=int,
+        default=DEFAULT_RESTARTS,
+        help="--scrape: worker restarts to reach (default %(default)s)",
+    )
+    parser.add_argument(
         "--markdown",
         action="store_true",
         help="progress to stderr, only the Markdown table to stdout",
     )
     args = parser.parse_args(argv)
+    if args.scrape and args.scrapes == DEFAULT_SCRAPES:
+        args.scrapes = DEFAULT_SCRAPE_TIMES
     if min(args.rounds, args.workers, args.scrapes) < 1:
         parser.error("--rounds, --workers and --scrapes must be at least 1")
     progress = sys.stderr if args.markdown else sys.stdout
+    if args.scrape:
+        if args.scrapes < 4 or args.restarts < 0:
+            parser.error("--scrape needs at least 4 scrapes and no negative restarts")
+        run_scrape_mode(args, progress)
+        return 0
     with tempfile.TemporaryDirectory(prefix="iw-churn-") as tmp:
         services = [
             Service(variant, args.workers, Path(tmp, variant))

@@ -30,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.metrics import multiprocess
 from inferwatch.metrics.multiprocess import CompactingCollector, compact
+from inferwatch.metrics.reader import DirectoryReader
 from tests.support import wait_until
 from tests.support.multiworker import Workers, exited, multiworker
 
@@ -404,22 +405,20 @@ def test_scrape_racing_another_workers_compaction_counts_each_worker_once(
 ) -> None:
     write_db(tmp_path / "counter_archive.db", [("c", 10.0, 0.0)])
     write_db(tmp_path / f"counter_{dead_pid()}.db", [("c", 5.0, 0.0)])
-    real_compact, real_merge = compact, MultiProcessCollector.merge
+    real_compact, real_read = compact, DirectoryReader.read
     other = threading.Thread(target=real_compact, args=(str(tmp_path),))
 
-    def merge_after_another_compaction(files: list[str], accumulate: bool = True) -> Any:
+    def read_after_another_compaction(self: DirectoryReader, files: list[str]) -> Any:
         # Another worker compacts between this scrape's glob and its reads. It must wait
         # for the reads (give it ample time to get ahead if it could).
         if other.ident is None:
             other.start()
             other.join(timeout=0.3)
-        return real_merge(files, accumulate)
+        return real_read(self, files)
 
     # As if the worker died right after this scrape's own compaction.
     monkeypatch.setattr(multiprocess, "compact", lambda path=None: 0)
-    monkeypatch.setattr(
-        MultiProcessCollector, "merge", staticmethod(merge_after_another_compaction)
-    )
+    monkeypatch.setattr(DirectoryReader, "read", read_after_another_compaction)
     collected = CompactingCollector(None, path=str(tmp_path)).collect()
     other.join(timeout=10)
     assert not other.is_alive()

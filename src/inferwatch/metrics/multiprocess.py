@@ -25,16 +25,17 @@ import glob
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 import psutil
 from prometheus_client import values
 from prometheus_client.mmap_dict import MmapedDict
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from inferwatch.metrics.mmapfile import HEADER, GuardedMmapedDict
+from inferwatch.metrics.reader import DirectoryReader
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 ARCHIVE = "archive"
@@ -240,13 +241,17 @@ def _write_journal(path: str, source: str, archive: str, inode: int) -> None:
 
 
 class CompactingCollector:
-    """prometheus_client's ``MultiProcessCollector``, plus clean-up after dead workers."""
+    """prometheus_client's ``MultiProcessCollector``, plus clean-up after dead workers, and a
+    reader that keeps what cannot change between scrapes (see :mod:`~inferwatch.metrics.reader`).
+    """
 
     def __init__(self, registry: CollectorRegistry | None, path: str | None = None) -> None:
         path = path or directory()
         if not path or not os.path.isdir(path):
             raise ValueError(f"{ENV_VAR} is not set or not a directory: {path!r}")
         self.path = path
+        self._reader = DirectoryReader()
+        self._reading = threading.Lock()  # one scrape at a time uses the reader's cache
         if registry is not None:
             registry.register(self)
 
@@ -258,9 +263,9 @@ class CompactingCollector:
         # Read under the shared lock: a concurrent compaction in another worker must not
         # move a dead worker's file into the archive between our glob and our reads, which
         # would count it twice (a spurious jump) or fail the scrape on the vanished file.
-        with _locked(self.path, exclusive=False):
-            files = [f for f in glob.glob(os.path.join(self.path, "*.db")) if _readable(f)]
-            return list(MultiProcessCollector.merge(files, accumulate=True))
+        with self._reading, _locked(self.path, exclusive=False):
+            files = sorted(glob.glob(os.path.join(glob.escape(self.path), "*.db")))
+            return self._reader.read(files)
 
 
 def exposition_registry() -> CollectorRegistry:

@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from inferwatch.alertsink.app import SinkSettings, create_app
         from inferwatch.alertsink.server import sink_server
+        from inferwatch.exposition.protocol import listening_socket
     except ImportError as exc:
         hint = "pip install 'inferwatch[fastapi]'"
         print(f"{PROG}: needs the fastapi extra ({hint}): {exc}", file=sys.stderr)
@@ -151,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         access_log=not args.no_access_log,
     )
+    try:
+        sockets = [listening_socket(args.host, args.port)]
+    except OSError as exc:
+        print(f"{PROG}: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
     print(
         f"{PROG}: listening on {args.host}:{args.port} "
         f"(store: {args.store or 'memory only'}; "
@@ -158,5 +164,5 @@ def run(args: argparse.Namespace) -> int:
         f"auth: {'on' if settings.auth else 'off'})",
         flush=True,
     )
-    server.run()
+    server.run(sockets=sockets)
     return 0 if server.started else 1

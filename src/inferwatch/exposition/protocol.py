@@ -19,13 +19,15 @@ its own port too. :class:`HardenedH11Protocol` adds, per server:
   ``send_timeout`` (a client that stopped reading) is aborted, so it cannot hold a
   response, and its descriptor, forever.
 
-:func:`uvicorn_settings` gives the ``uvicorn.Config`` keywords that put it to work.
+:func:`uvicorn_settings` gives the ``uvicorn.Config`` keywords that put it to work, on a
+socket from :func:`listening_socket` (see :func:`deepen` for why the two backlogs differ).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import MutableMapping
 from typing import Any
@@ -48,6 +50,8 @@ _REQUEST_TIMEOUT = (
     b"Request Timeout\n"
 )
 _SWEEP_INTERVAL = 1.0  # seconds between checks for stalled sends
+# Connections the kernel may hold completed but not yet accepted (uvicorn's default).
+LISTEN_BACKLOG = 2048
 
 
 class _ClientNoiseAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -246,10 +250,8 @@ def uvicorn_settings(limits: ServerLimits, *, quiet: bool = False) -> MutableMap
     """``uvicorn.Config`` keywords for a server with ``limits``. ``quiet``: no access log,
     and client misbehaviour logged at debug (for a server inside someone else's service).
 
-    The listen backlog is also how many connections asyncio accepts in one go, before any
-    of them is read. Kept at an eighth of the bound: a burst then never takes more than a
-    few descriptors beyond the bound, and a client's request is read before eight more
-    bursts could push its connection out as the oldest unanswered one.
+    Serve from a socket made by :func:`listening_socket`, and call :func:`deepen` on it once
+    the server listens: the ``backlog`` given here is asyncio's accept batch (see there).
     """
     return {
         "http": HardenedProtocolFactory(limits, quiet=quiet),
@@ -257,3 +259,23 @@ def uvicorn_settings(limits: ServerLimits, *, quiet: bool = False) -> MutableMap
         "timeout_keep_alive": limits.idle_timeout,
         "backlog": max(1, limits.max_connections // 8),
     }
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` with a queue of :data:`LISTEN_BACKLOG`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+
+
+def deepen(sock: socket.socket) -> None:
+    """Give ``sock`` back its deep kernel queue after asyncio started serving it.
+
+    asyncio takes its listen backlog as the number of connections to accept in one go,
+    before any of them is read, and passes it to ``listen()`` too. The batch must be small:
+    a batch of thousands would take thousands of descriptors at once, and push out as
+    "oldest not answered" connections whose request has arrived but not been read yet. The
+    kernel queue must be deep: connections waiting there cost the process no descriptor,
+    and a shallow queue drops a scraper's handshake behind a flood, so it retries seconds
+    later. Calling ``listen()`` again on a listening socket only changes its queue length.
+    """
+    sock.listen(LISTEN_BACKLOG)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 from types import ModuleType
 from typing import Any
@@ -66,12 +65,9 @@ class MetricsServer:
         self.app = app
         self.limits = limits or ServerLimits()
         self._settings = self._protocol.uvicorn_settings(self.limits, quiet=True)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             # Bound here, not in the thread: a port in use is the caller's error to handle.
-            self.socket = socket.create_server(
-                (host, port), family=family, backlog=self._settings["backlog"]
-            )
+            self.socket = self._protocol.listening_socket(host, port)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot serve {what} on {host}:{port}: {exc.strerror}"
@@ -141,6 +137,7 @@ class MetricsServer:
             sock=self.socket,
             backlog=settings["backlog"],
         )
+        self._protocol.deepen(self.socket)
         self._stop = asyncio.Event()
         self._ready.set()
         await self._stop.wait()

@@ -164,6 +164,8 @@ def test_fault_settings_are_validated_and_reset(client: httpx.Client) -> None:
         "memory_leak_mb_per_second": 0.0,
         "pool_exhaustion": False,
         "cold_cache": False,
+        "upstream_failure_rate": 0.0,
+        "upstream_outage": False,
     }
     for body, field in [
         ({"error_rate": 1.5}, "error_rate"),

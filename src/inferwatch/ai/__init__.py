@@ -1,5 +1,6 @@
 """In-process instrumentation of AI workloads: model lifecycle, inference, queues, batches,
-application caches, and the calls to the services a backend depends on (retries, breakers).
+application caches, jobs made of steps, and the calls to the services a backend depends on
+(retries, circuit breakers).
 
 Every facade takes ``registry=`` (default: prometheus_client's global registry); the metrics
 behind the facades are created once per registry, so facades can be created freely.
@@ -28,6 +29,7 @@ from inferwatch.ai.inference import (
     current_request,
     inference_set,
 )
+from inferwatch.ai.jobs import JobMetrics, JobRun, JobSet, job_set
 from inferwatch.ai.labels import OTHER, BoundedLabel
 from inferwatch.ai.models import ModelLoad, ModelMetrics, ModelSet, model_set
 from inferwatch.ai.outcomes import OUTCOMES, classify
@@ -37,10 +39,16 @@ from inferwatch.ai.upstream import Upstream, UpstreamSet, is_transient, upstream
 
 def define_metrics(
     registry: CollectorRegistry,
-) -> tuple[ModelSet, InferenceSet, CacheSet, UpstreamSet]:
+) -> tuple[ModelSet, InferenceSet, CacheSet, UpstreamSet, JobSet]:
     """Create every AI metric in ``registry`` with default buckets (for catalogues and for
     exposing empty families before first use)."""
-    return model_set(registry), inference_set(registry), cache_set(registry), upstream_set(registry)
+    return (
+        model_set(registry),
+        inference_set(registry),
+        cache_set(registry),
+        upstream_set(registry),
+        job_set(registry),
+    )
 
 
 __all__ = [
@@ -56,6 +64,8 @@ __all__ = [
     "InferenceMetrics",
     "InferenceRequest",
     "InstrumentedCache",
+    "JobMetrics",
+    "JobRun",
     "MemoryBackend",
     "ModelLoad",
     "ModelMetrics",

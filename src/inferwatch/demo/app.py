@@ -75,6 +75,7 @@ def create_app(
     max_queue: int = DEFAULT_MAX_QUEUE,
     db_pool_size: int = 5,
     db_pool_timeout: float = 5.0,
+    upstream_url: str | None = None,
     settings: Settings | None = None,
 ) -> FastAPI:
     """Build the demo service.
@@ -84,8 +85,9 @@ def create_app(
     timeout are wall-clock seconds and are not scaled. ``registry=None`` gives the app a
     registry of its own. ``state_dir`` keeps faults and the SQLite database in files, shared
     by every worker of a multi-worker server. ``redis_url`` puts the conditioning cache in
-    Redis, ``postgres_url`` the generations table in PostgreSQL. ``settings`` replaces all
-    the other keyword arguments but ``registry``.
+    Redis, ``postgres_url`` the generations table in PostgreSQL. ``upstream_url`` is the
+    model service jobs call (default: one the demo starts). ``settings`` replaces all the
+    other keyword arguments but ``registry``.
     """
     if settings is None:
         settings = Settings(
@@ -104,6 +106,7 @@ def create_app(
             max_queue=max_queue,
             db_pool_size=db_pool_size,
             db_pool_timeout=db_pool_timeout,
+            upstream_url=upstream_url,
         )
     registry = CollectorRegistry() if registry is None else registry
     _process_metrics(registry)
@@ -192,7 +195,7 @@ def create_app(
     @app.get("/v1/jobs/{job_id}/result")
     async def get_job_result(job_id: str) -> dict[str, Any]:
         job = await _find_job(state, job_id)
-        if job.status != "done":
+        if job.status not in ("done", "partial"):  # a partial job has its render
             detail = f"job is {job.status}" + (f": {job.error}" if job.error else "")
             raise HTTPException(409, detail)
         return {
@@ -323,6 +326,6 @@ def create_app_from_env() -> FastAPI:
     """``uvicorn --factory inferwatch.demo.app:create_app_from_env``: settings come from the
     INFERWATCH_DEMO_* variables (see :mod:`inferwatch.demo.settings`: TIME_SCALE, SEED,
     REQUEST_TIMEOUT, STATE_DIR, REDIS_URL, POSTGRES_URL, MAX_MODELS, PRELOAD, MAX_BATCH_SIZE,
-    BATCH_WINDOW, MAX_QUEUE, DB_POOL_SIZE, DB_POOL_TIMEOUT). Metrics go to the default
+    BATCH_WINDOW, MAX_QUEUE, DB_POOL_SIZE, DB_POOL_TIMEOUT, UPSTREAM_URL). Metrics go to the default
     registry (with process metrics), or to $PROMETHEUS_MULTIPROC_DIR when that is set."""
     return create_app(settings=demo_settings.from_env(), registry=REGISTRY)

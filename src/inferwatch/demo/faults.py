@@ -7,7 +7,9 @@ in a known histogram bucket.
 Request faults (latency, errors, hangs, streams breaking halfway, model loads) act where the
 request runs; state faults
 (``memory_leak_mb_per_second``, ``pool_exhaustion``, ``cold_cache``) are applied by
-:mod:`inferwatch.demo.effects`, which every worker runs.
+:mod:`inferwatch.demo.effects`, which every worker runs. The upstream faults
+(``upstream_failure_rate``, ``upstream_outage``) act in the model service the demo's jobs
+call: each worker passes them on before its next call there.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Faults(BaseModel):
     memory_leak_mb_per_second: float = Field(0.0, ge=0.0, le=MAX_LEAK_RATE)
     pool_exhaustion: bool = False
     cold_cache: bool = False
+    # Passed on to the model service the demo calls (see inferwatch.demo.upstream).
+    upstream_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    upstream_outage: bool = False
 
 
 class FaultUpdate(BaseModel):
@@ -68,6 +73,8 @@ class FaultUpdate(BaseModel):
     memory_leak_mb_per_second: float | None = Field(None, ge=0.0, le=MAX_LEAK_RATE)
     pool_exhaustion: StrictBool | None = None
     cold_cache: StrictBool | None = None
+    upstream_failure_rate: float | None = Field(None, ge=0.0, le=1.0)
+    upstream_outage: StrictBool | None = None
 
 
 class FaultSwitch:

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from inferwatch.demo.generation import Kind, Priority
 
-Status = Literal["queued", "running", "done", "failed"]
+# partial: finished, but some of its steps failed (a narration the model service refused).
+Status = Literal["queued", "running", "done", "partial", "failed"]
 MAX_JOBS = 1000  # rows kept in the database; older ones are pruned
 
 

@@ -3,6 +3,13 @@
 One generation: a row in the database, then (under the request deadline) preprocess
 (faults, the cached prompt conditioning), the priority queue, a batch on the model, and
 postprocess; each stage timed by :class:`inferwatch.ai.InferenceMetrics`.
+
+A job (``POST /v1/jobs``) runs three steps, recorded by :class:`inferwatch.ai.JobMetrics`: a
+script from the LLM of the model service, the render (one generation), and its narration by
+the model service's TTS. Both calls go through :class:`inferwatch.ai.Upstream` (retries,
+circuit breaker); when either fails for good the job still delivers its render, ``partial``.
+The model service is the ``upstream_url`` setting, else a process the demo starts itself
+(:mod:`inferwatch.demo.upstream`), one per worker.
 """
 
 from __future__ import annotations
@@ -22,7 +29,15 @@ from fastapi import HTTPException
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import exc as sa_exc
 
-from inferwatch.ai import InferenceMetrics, ModelMetrics, RedisBackend
+from inferwatch.ai import (
+    CircuitBreaker,
+    InferenceMetrics,
+    JobMetrics,
+    JobRun,
+    ModelMetrics,
+    RedisBackend,
+    Upstream,
+)
 from inferwatch.demo.cache import ConditioningCache
 from inferwatch.demo.database import Database, engine_url
 from inferwatch.demo.effects import FaultEffects
@@ -32,6 +47,7 @@ from inferwatch.demo.jobs import Job
 from inferwatch.demo.models import DEFAULT_MODEL, ModelManager, ModelSpec
 from inferwatch.demo.scheduler import PRIORITIES, QueueFull, Scheduler
 from inferwatch.demo.settings import Settings
+from inferwatch.demo.upstream import UpstreamProcess
 from inferwatch.metrics import Counter
 from inferwatch.metrics.shared import once_per_registry
 
@@ -42,6 +58,10 @@ VIDEO_FPS = 24
 CACHE_POOL = "demo-cache"
 CACHE_PREFIX = "inferwatch-demo:conditioning:"
 CACHE_TTL = 3600.0
+UPSTREAM_TIMEOUT = 5.0  # seconds per attempt at the model service
+BREAKER_FAILURES = 5
+BREAKER_RESET = 30.0  # model seconds the breaker stays open, scaled by the time scale
+SCRIPT_TOKENS = 64
 
 
 def _media_counter(registry: CollectorRegistry | None) -> Counter:
@@ -124,6 +144,16 @@ class DemoService:
         self.generated = _media_counter(registry)
         self.job_slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self.stream = self.infer.track(DEFAULT_MODEL["audio"])(self.generator.stream)
+        self.jobs = JobMetrics(registry)
+        reset = max(0.5, BREAKER_RESET * settings.time_scale)
+        self.llm, self.tts = (
+            Upstream(peer, registry, breaker=CircuitBreaker(BREAKER_FAILURES, reset, name=peer))
+            for peer in ("llm", "tts")
+        )
+        self._script = self.llm.retrying(self._script_once)
+        self._narrate = self.tts.retrying(self._narrate_once)
+        self._upstream: dict[str, Any] = {}  # httpx clients: llm, tts, admin
+        self._upstream_faults: dict[str, Any] | None = None  # last passed on
         self._db: Database | None = None
         self._cache: ConditioningCache | None = None
         self._effects: FaultEffects | None = None
@@ -176,6 +206,33 @@ class DemoService:
         await self._effects.apply(self.faults.get())
         effects = asyncio.create_task(self._effects.run())
         stack.push_async_callback(_cancel, effects)
+        await self._start_upstream()
+
+    async def _start_upstream(self) -> None:
+        import httpx
+
+        s, stack = self.settings, self._stack
+        url = s.upstream_url
+        if url is None:
+            process = UpstreamProcess(seed=s.seed, time_scale=s.time_scale)
+            try:
+                url = await asyncio.to_thread(process.start)
+            except (OSError, RuntimeError) as exc:  # jobs then run without their upstream steps
+                log.warning("model service not started: %s", exc)
+                return
+            stack.callback(process.stop)
+        limits = httpx.Limits(max_connections=32)
+        for name, transport in (
+            ("llm", self.llm.async_transport()),
+            ("tts", self.tts.async_transport()),
+            ("admin", None),  # fault settings: not a model call, so not instrumented
+        ):
+            client = httpx.AsyncClient(
+                base_url=url, transport=transport, timeout=UPSTREAM_TIMEOUT, limits=limits
+            )
+            stack.push_async_callback(client.aclose)
+            self._upstream[name] = client
+        await self._pass_on_faults()
 
     async def stop(self) -> None:
         await self._stack.aclose()
@@ -183,6 +240,42 @@ class DemoService:
     async def apply_faults(self, faults: Faults) -> None:
         if self._effects is not None:
             await self._effects.apply(faults)
+        await self._pass_on_faults()
+
+    # -- the model service ------------------------------------------------------------------
+    async def _pass_on_faults(self) -> None:
+        """Hand the upstream faults to the model service when they changed (each worker
+        before its next call there, so a change made through any worker reaches all)."""
+        admin = self._upstream.get("admin")
+        faults = self.faults.get()
+        wanted = {"failure_rate": faults.upstream_failure_rate, "outage": faults.upstream_outage}
+        if admin is None or wanted == self._upstream_faults:
+            return
+        try:
+            (await admin.put("/admin/faults", json=wanted)).raise_for_status()
+        except Exception as exc:  # the next call tries again
+            log.warning("model service faults not set: %s", type(exc).__name__)
+            return
+        self._upstream_faults = wanted
+
+    def _client(self, name: str) -> Any:
+        client = self._upstream.get(name)
+        if client is None:
+            raise RuntimeError("no model service")
+        return client
+
+    async def _script_once(self, prompt: str) -> str:
+        await self._pass_on_faults()
+        body = {"prompt": prompt, "max_tokens": SCRIPT_TOKENS}
+        response = await self._client("llm").post("/v1/completions", json=body)
+        response.raise_for_status()
+        return str(response.json()["text"])
+
+    async def _narrate_once(self, text: str) -> int:
+        await self._pass_on_faults()
+        response = await self._client("tts").post("/v1/speech", json={"text": text[:4000]})
+        response.raise_for_status()
+        return len(response.content)
 
     # -- generation -------------------------------------------------------------------------
     async def generate(self, spec: ModelSpec, prompt: str, duration: float, priority: str) -> None:
@@ -263,21 +356,40 @@ class DemoService:
 
     async def run_job(self, job: Job, spec: ModelSpec, prompt: str) -> None:
         """A background task: errors end up in the job's row, never in a response."""
-        async with self.job_slots:  # beyond this many jobs wait "queued", as on a real GPU
+        async with self.job_slots, self.jobs.job(spec.kind) as run:
+            # Beyond max_concurrent_jobs, jobs wait "queued", as on a real GPU.
             update: dict[str, Any]
+            failed: list[str] = []
             try:
                 await self.db.update(job.job_id, status="running", started_at=time.time())
-                await self.generate(spec, prompt, job.duration_seconds, job.priority)
+                script = await _optional(run, "script", self._script(prompt), failed) or prompt
+                with run.step("render"):
+                    await self.generate(spec, prompt, job.duration_seconds, job.priority)
+                await _optional(run, "narration", self._narrate(script), failed)
             except Exception as exc:
+                run.set_outcome("failed")
                 update = {"status": "failed", "error": _reason(exc)[:500]}
             else:
                 size = result_size(spec.kind, job.duration_seconds)
-                update = {"status": "done", "result_bytes": size}
+                update = {"status": "partial" if failed else "done", "result_bytes": size}
+                if failed:
+                    update["error"] = f"partial: {', '.join(failed)} failed"
             update["finished_at"] = time.time()
             try:
                 await self.db.update(job.job_id, **update)
             except Exception as exc:
                 log.warning("job %s: cannot record its end: %s", job.job_id, type(exc).__name__)
+
+
+async def _optional(run: JobRun, step: str, work: Any, failed: list[str]) -> Any:
+    """Run a step the job can do without: its failure is recorded and the job goes on."""
+    try:
+        with run.step(step):
+            return await work
+    except Exception as exc:
+        log.debug("job step %s failed: %s", step, type(exc).__name__)
+        failed.append(step)
+        return None
 
 
 def _reason(exc: BaseException) -> str:

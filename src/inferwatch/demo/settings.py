@@ -43,6 +43,7 @@ class Settings:
     max_queue: int = DEFAULT_MAX_QUEUE
     db_pool_size: int = DEFAULT_POOL_SIZE
     db_pool_timeout: float = DEFAULT_POOL_TIMEOUT  # wall-clock seconds
+    upstream_url: str | None = None  # the model service jobs call; None: start one
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_scale) and self.time_scale > 0):
@@ -79,6 +80,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "max_queue": int,
     "db_pool_size": int,
     "db_pool_timeout": float,
+    "upstream_url": str,
 }
 
 

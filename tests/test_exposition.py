@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -178,6 +180,23 @@ def test_port_in_use_is_a_clear_error() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_missing_uvicorn_is_a_clear_error() -> None:
+    # In a child: the import system of this process must keep its uvicorn.
+    code = (
+        "import sys; sys.modules['uvicorn'] = None\n"
+        "import inferwatch\n"
+        "try:\n"
+        "    inferwatch.start_metrics_server(0, host='127.0.0.1')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "metrics server needs uvicorn" in result.stdout
+    assert "pip install 'uvicorn>=0.29'" in result.stdout
 
 
 async def test_trace_exemplars_in_openmetrics_only() -> None:

@@ -34,7 +34,7 @@ def _protocol() -> ModuleType:
     try:
         from inferwatch.exposition import protocol
     except ImportError as exc:
-        if exc.name not in ("uvicorn", "h11"):
+        if (exc.name or "").partition(".")[0] not in ("uvicorn", "h11"):
             raise
         raise ImportError(
             "inferwatch's metrics server needs uvicorn, a dependency of inferwatch that is "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,17 @@ def _cpu_hog_beside_the_run() -> Iterator[None]:
         return
     with cpu_hog():
         yield
+
+
+@pytest.fixture
+def stack_dir() -> Iterator[Path]:
+    """A data directory for a stack that runs its own PostgreSQL, which as root runs as the
+    ``postgres`` user and must reach its files: outside pytest's temporary tree, whose root
+    every new pytest session of the same user makes 0700 again (locking that user out of a
+    server already running)."""
+    path = Path(tempfile.mkdtemp(prefix="inferwatch-stack-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -482,19 +482,17 @@ def test_alertmanager_down_still_notifies_once_back(e2e: Harness) -> None:
 
 
 def test_host_cpu_alert_fires_under_a_cpu_hog(e2e: Harness) -> None:
-    """Load the test makes: a busy loop on every core keeps the host above 90 % (whatever
-    else runs), so HostHighCPUUsage fires at both levels. Its resolution is not asserted:
-    how busy the machine is once the loops stop is not up to the test."""
-    expected = [Expect("HostHighCPUUsage", "warning"), Expect("HostHighCPUUsage", "critical")]
+    """Load the test makes: a busy loop on every core keeps the host above 90 % whatever else
+    runs, so HostHighCPUUsage pages (its warning is inhibited by the critical on the same
+    host). Its resolution is not asserted: how busy the machine is once the loops stop is
+    not up to the test."""
+    expect = Expect("HostHighCPUUsage", "critical")
+    e2e.sink.clear()  # a page sent before (a busy machine) comes again, as a repeat
     with cpu_hog():
-        on = time.time()
-        for expect in expected:
-            record = e2e.wait_notification(expect, "firing", 90, after=on)
-            assert record["labels"]["instance"] == (
-                f"{e2e.stack.settings.host}:{e2e.stack.settings.ports.exporter}"
-            )
-    for expect in expected:
-        assert not e2e.misrouted(expect.alert), e2e.misrouted(expect.alert)
+        record = e2e.wait_notification(expect, "firing", 90)
+    settings = e2e.stack.settings
+    assert record["labels"]["instance"] == f"{settings.host}:{settings.ports.exporter}"
+    assert not e2e.misrouted(expect.alert), e2e.misrouted(expect.alert)
 
 
 def test_table_script_renders_the_readme_section(tmp_path: Path) -> None:

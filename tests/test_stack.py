@@ -139,10 +139,10 @@ def test_durations_follow_the_projects_one_grammar() -> None:
     assert given.group_wait == "0s"  # a group may notify at once
 
 
-def test_cli_exits_once_everything_is_up(tmp_path: Path) -> None:
+def test_cli_exits_once_everything_is_up(stack_dir: Path) -> None:
     p = ports()
     command = [
-        *inferwatch_command(), "stack", "up", "--data-dir", str(tmp_path),
+        *inferwatch_command(), "stack", "up", "--data-dir", str(stack_dir),
         "--prometheus-port", str(p.prometheus), "--alertmanager-port", str(p.alertmanager),
         "--alert-sink-port", str(p.alert_sink), "--demo-port", str(p.demo),
         "--exporter-port", str(p.exporter), "--scrape-interval", "1s",

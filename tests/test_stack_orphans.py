@@ -62,11 +62,13 @@ def leftovers() -> Iterator[list[psutil.Process]]:
             proc.kill()
 
 
-def test_children_die_with_a_killed_runner(tmp_path: Path, leftovers: list[psutil.Process]) -> None:
+def test_children_die_with_a_killed_runner(
+    tmp_path: Path, stack_dir: Path, leftovers: list[psutil.Process]
+) -> None:
     p = ports()
     out = tmp_path / "runner.out"
     with out.open("wb") as sink:
-        runner = subprocess.Popen(stack_up(tmp_path, p), stdout=sink, stderr=subprocess.STDOUT)
+        runner = subprocess.Popen(stack_up(stack_dir, p), stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_until(
             lambda: "[7/7] prometheus healthy" in out.read_text() or runner.poll() is not None,
@@ -77,7 +79,7 @@ def test_children_die_with_a_killed_runner(tmp_path: Path, leftovers: list[psuti
         children = psutil.Process(runner.pid).children()
         family = psutil.Process(runner.pid).children(recursive=True)
         leftovers += family
-        recorded = json.loads((tmp_path / PID_FILE).read_text())
+        recorded = json.loads((stack_dir / PID_FILE).read_text())
         assert recorded["runner"]["pid"] == runner.pid
         assert {c["name"] for c in recorded["children"]} == CLI_COMPONENTS
         assert sorted(c["pid"] for c in recorded["children"]) == sorted(c.pid for c in children)
@@ -96,12 +98,12 @@ def test_children_die_with_a_killed_runner(tmp_path: Path, leftovers: list[psuti
 
     # Same data directory, same ports: nothing is in the way, nothing stale to report.
     done = subprocess.run(
-        stack_up(tmp_path, p, "--exit-when-up"), capture_output=True, text=True, timeout=120
+        stack_up(stack_dir, p, "--exit-when-up"), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "targets up 5/5" in done.stdout
     assert "stopped what a dead stack left" not in done.stdout
-    assert not (tmp_path / PID_FILE).exists()  # a stack that stopped leaves no pid file
+    assert not (stack_dir / PID_FILE).exists()  # a stack that stopped leaves no pid file
 
 
 def sleeper(*code: str) -> subprocess.Popen[bytes]:

@@ -231,6 +231,10 @@ class Supervisor:
             how = signal.Signals(component.stop_signal).name
             if code is None:
                 ended = "did not exit"
+            elif code == -component.stop_signal:
+                # Not necessarily abrupt: uvicorn re-raises the signal after its graceful
+                # shutdown, so that its parent sees why it ended.
+                ended = f"exited on {how}"
             elif code < 0:
                 ended = f"killed by {signal.Signals(-code).name}"
             else:

@@ -31,24 +31,38 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null
 fi
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 
+# The service each package starts on installation (Debian starts the packaged daemons).
+declare -A SERVICE=(
+  [prometheus]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [redis-server]=redis-server
+  [postgresql]=postgresql
+)
+
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "installing system packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # inferwatch runs its own Prometheus, Alertmanager, Redis and PostgreSQL on its own
+    # ports: stop the daemons this run's installation just started (Prometheus and
+    # Alertmanager would hold the stack's default ports). Services that were there before
+    # are the machine's own business and stay as they are.
+    if command -v service >/dev/null 2>&1; then
+      for pkg in "${missing[@]}"; do
+        svc=${SERVICE[$pkg]:-}
+        [[ -n $svc ]] || continue
+        if service "$svc" stop >/dev/null 2>&1; then
+          say "stopped the $svc service that installing $pkg started (start it again with: service $svc start)"
+        fi
+      done
+    fi
   else
     say "missing system packages: ${missing[*]}"
     say "install them with:  sudo apt-get update && sudo apt-get install -y ${missing[*]}"
     exit 1
   fi
-fi
-
-# Debian starts the packaged daemons; inferwatch runs its own instances on its own ports.
-if [[ $(id -u) -eq 0 ]] && command -v service >/dev/null 2>&1; then
-  for svc in prometheus prometheus-alertmanager redis-server; do
-    service "$svc" stop >/dev/null 2>&1 || true
-  done
 fi
 
 stamp=.venv/.inferwatch-installed

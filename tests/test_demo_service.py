@@ -143,8 +143,8 @@ def test_added_latency_lands_in_the_expected_bucket(
 
     m = recorded(demo_server, 3)
     labels = {"http_request_method": "POST", "http_route": AUDIO}
-    # 350 ms of injected latency plus a few ms of (scaled) generation: in (0.3, 0.5].
-    assert m.bucket(DURATION, 0.3, **labels) == 0
+    # 350 ms of injected latency plus a few ms of (scaled) generation: in (0.2, 0.5].
+    assert m.bucket(DURATION, 0.2, **labels) == 0
     assert m.bucket(DURATION, 0.5, **labels) == 1
     assert m.bucket(DURATION, "+Inf", **labels) == 1
     assert 0.35 <= m.value(f"{DURATION}_sum", **labels) <= 0.5
@@ -223,7 +223,7 @@ def test_timeout_fault_answers_504_after_the_deadline(
     m = recorded(demo_server, 2)
     labels = {"http_route": MUSIC, "http_response_status_code": "504"}
     assert m.bucket(DURATION, 0.2, **labels) == 0
-    assert m.bucket(DURATION, 0.3, **labels) == 1
+    assert m.bucket(DURATION, 0.5, **labels) == 1
     assert m.value("http_server_exceptions_total") == 0  # a handled 504, not a crash
 
 
@@ -244,7 +244,7 @@ def test_streamed_response_has_one_time_to_first_byte(
     assert m.value(f"{TTFB}_count") == 1  # only the streamed response has a first byte
     assert m.value(f"{TTFB}_count", **stream) == 1
     assert m.bucket(TTFB, 0.15, **stream) == 0
-    assert m.bucket(TTFB, 0.3, **stream) == 1
+    assert m.bucket(TTFB, 0.5, **stream) == 1
     assert m.value(f"{TTFB}_sum", **stream) <= m.value(f"{DURATION}_sum", **stream)
     assert m.value("http_server_response_body_size_bytes_sum", **stream) == len(body)
 
@@ -319,13 +319,15 @@ def test_background_task_time_is_not_request_time(
     assert created.status_code == 202
     assert time.monotonic() - started < 0.3
 
-    m = recorded(demo_server, 2)
+    recorded(demo_server, 2)
     jobs = {"http_request_method": "POST", "http_route": "/v1/jobs"}
-    assert m.value(f"{BACKGROUND}_count", **jobs) == 1
-    assert m.bucket(BACKGROUND, 0.3, **jobs) == 0
+    # The request is recorded with its response, the background time once the task is over.
+    m = wait_for_metrics(demo_server.url, lambda m: m.value(f"{BACKGROUND}_count", **jobs) == 1)
+    assert m.value(COUNT) == 2
+    assert m.bucket(BACKGROUND, 0.2, **jobs) == 0
     assert m.bucket(BACKGROUND, 0.5, **jobs) == 1
     request_time = m.value(f"{DURATION}_sum", **jobs)
-    assert m.bucket(DURATION, 0.05, **jobs) == 1
+    assert m.bucket(DURATION, 0.1, **jobs) == 1
     assert request_time * 6 < m.value(f"{BACKGROUND}_sum", **jobs)
     assert client.get(created.json()["status_url"]).json()["status"] == "done"
 

@@ -130,7 +130,7 @@ def registry() -> CollectorRegistry:
 
 
 async def test_route_templates_status_codes_and_sizes(registry: CollectorRegistry) -> None:
-    app = build_app(registry)
+    app = build_app(registry, body_sizes=True)  # sizes are opt-in
     async with client(app) as c:
         for job in ("a1", "b2", "c3"):
             assert (await c.get(f"/v1/jobs/{job}")).status_code == 200

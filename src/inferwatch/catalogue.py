@@ -43,7 +43,7 @@ def _http(registry: CollectorRegistry) -> object:
     # Imported here so that listing the sets costs nothing until a catalogue is built.
     from inferwatch.http.instruments import HttpMetrics
 
-    return HttpMetrics(registry)
+    return HttpMetrics(registry, body_sizes=True)  # the opt-in sizes are listed too
 
 
 def _ai(registry: CollectorRegistry) -> object:

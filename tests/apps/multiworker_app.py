@@ -41,7 +41,7 @@ import inferwatch  # noqa: E402
 from inferwatch.ai import InferenceMetrics  # noqa: E402
 
 app = FastAPI()
-inferwatch.instrument_app(app)
+inferwatch.instrument_app(app, body_sizes=True)  # the size sums are checked too
 infer = InferenceMetrics()
 series = prometheus_client.Counter(
     "multiworker_series", "One per /series request and index.", ["batch", "index"], registry=None

@@ -230,7 +230,7 @@ def create_app(
         await state.apply_faults(faults)
         return faults
 
-    instrument_app(app, registry=registry)
+    instrument_app(app, registry=registry, body_sizes=True)  # the demo shows every metric
     return app
 
 

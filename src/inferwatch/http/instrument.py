@@ -30,6 +30,7 @@ def instrument_app(
     exclude_paths: Iterable[str] = HEALTH_PATHS,
     duration_buckets: Sequence[float] = buckets.DURATION_SECONDS,
     size_buckets: Sequence[float] = buckets.SIZE_BYTES,
+    body_sizes: bool = False,
     tracing: bool = False,
     tracer_provider: Any = None,
 ) -> Any:
@@ -38,7 +39,9 @@ def instrument_app(
     Call it once, before the app starts serving. ``metrics_path=None`` serves nothing (use
     :func:`inferwatch.start_metrics_server` for a separate port, or mount
     :func:`inferwatch.metrics_app` yourself). ``exclude_paths`` are exact request paths left
-    uninstrumented; the metrics path is always excluded. ``tracing=True`` (needs the
+    uninstrumented; the metrics path is always excluded. ``body_sizes=True`` also records
+    request and response body sizes per (method, route, status), which multiplies the
+    series a route costs (docs/series-budget.md). ``tracing=True`` (needs the
     ``otel`` extra) creates spans through opentelemetry-instrumentation-fastapi and attaches
     each request's trace id to its latency bucket as an exemplar.
     """
@@ -56,7 +59,7 @@ def instrument_app(
     if metrics_path is not None:
         excluded.add(metrics_path)
 
-    metrics = http_metrics(registry, duration_buckets, size_buckets)
+    metrics = http_metrics(registry, duration_buckets, size_buckets, body_sizes=body_sizes)
     exemplar = None
     if tracing:
         from inferwatch.tracing.otel import instrument_tracing, trace_exemplar
@@ -69,7 +72,9 @@ def instrument_app(
         app.add_middleware(
             InferwatchMiddleware,
             metrics=metrics,
-            settings=HttpSettings(exclude_paths=frozenset(excluded), exemplar=exemplar),
+            settings=HttpSettings(
+                exclude_paths=frozenset(excluded), exemplar=exemplar, body_sizes=body_sizes
+            ),
         )
     except RuntimeError as exc:
         raise RuntimeError(

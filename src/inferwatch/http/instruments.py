@@ -10,6 +10,13 @@ services therefore work on inferwatch's metrics and back.
 label, as OTel leaves the attribute out), so successes keep one series per status. For a
 failed one it is the exception's class (bounded, see the middleware), or the status code of a
 5xx response or of a client that left (499).
+
+What a service exposes is kept lean, as OTel's conventions do (docs/series-budget.md has the
+figures): by default one request-duration histogram per (method, route, status, error type)
+and one in-flight gauge per method. The body-size histograms are opt-in
+(``instrument_app(app, body_sizes=True)``). Time to first byte and background time get a
+series only for the (method, route) pairs that streamed or kept working after the response,
+so routes that never do have none.
 """
 
 from __future__ import annotations
@@ -36,9 +43,12 @@ class HttpMetrics:
         registry: CollectorRegistry | None,
         duration_buckets: Sequence[float] = buckets.DURATION_SECONDS,
         size_buckets: Sequence[float] = buckets.SIZE_BYTES,
+        *,
+        body_sizes: bool = False,
     ) -> None:
         self.duration_buckets = tuple(duration_buckets)
         self.size_buckets = tuple(size_buckets)
+        self.registry = registry
         r = registry
         # One lock for everything a request writes at its end, so the middleware takes it
         # once per request instead of once per histogram.
@@ -58,16 +68,9 @@ class HttpMetrics:
             "response, such as background tasks, is not counted).",
             (METHOD,), registry=r, multiprocess_mode="livesum", lock=lock,
         )  # fmt: skip
-        self.request_body_size = Histogram(
-            "http_server_request_body_size_bytes",
-            "Size of HTTP request bodies read by the application.",
-            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes", lock=lock,
-        )  # fmt: skip
-        self.response_body_size = Histogram(
-            "http_server_response_body_size_bytes",
-            "Size of HTTP response bodies sent.",
-            (METHOD, ROUTE, STATUS), buckets=size_buckets, registry=r, unit="bytes", lock=lock,
-        )  # fmt: skip
+        # Opt-in, created by record_body_sizes(): 32 series per (method, route, status).
+        self.request_body_size: Histogram | None = None
+        self.response_body_size: Histogram | None = None
         self.time_to_first_byte = Histogram(
             "http_server_time_to_first_byte_seconds",
             "For streamed responses (more than one body chunk): time from the request to "
@@ -117,15 +120,44 @@ class HttpMetrics:
             "WebSocket messages by direction (received from or sent to the client).",
             (ROUTE, "direction"), registry=r,
         )  # fmt: skip
-        self.registry = registry
+        self._define_lock = threading.Lock()
+        if body_sizes:
+            self.record_body_sizes()
+
+    def record_body_sizes(self) -> None:
+        """Create the body-size histograms (once; later calls do nothing).
+
+        They are opt-in, as in OpenTelemetry's HTTP conventions: with the status among their
+        labels each costs as many series as the request duration, which for most services
+        is more than the sizes are worth.
+        """
+        with self._define_lock:
+            if self.response_body_size is not None:
+                return
+            r, lock = self.registry, self.request_lock
+            self.request_body_size = Histogram(
+                "http_server_request_body_size_bytes",
+                "Size of HTTP request bodies read by the application.",
+                (METHOD, ROUTE, STATUS), buckets=self.size_buckets, registry=r, unit="bytes",
+                lock=lock,
+            )  # fmt: skip
+            self.response_body_size = Histogram(
+                "http_server_response_body_size_bytes",
+                "Size of HTTP response bodies sent.",
+                (METHOD, ROUTE, STATUS), buckets=self.size_buckets, registry=r, unit="bytes",
+                lock=lock,
+            )  # fmt: skip
 
 
 def http_metrics(
     registry: CollectorRegistry | None,
     duration_buckets: Sequence[float] = buckets.DURATION_SECONDS,
     size_buckets: Sequence[float] = buckets.SIZE_BYTES,
+    *,
+    body_sizes: bool = False,
 ) -> HttpMetrics:
-    """The registry's one set of HTTP metrics, created on first use.
+    """The registry's one set of HTTP metrics, created on first use; ``body_sizes=True``
+    adds the body-size histograms to it if they are not there yet.
 
     Starlette rebuilds its middleware stack (and so our middleware) whenever it likes;
     sharing one set per registry is what keeps that from raising "Duplicated timeseries".
@@ -142,4 +174,6 @@ def http_metrics(
             "use the same buckets for every app instrumented into one registry, or give "
             "each app its own registry"
         )
+    if body_sizes:
+        metrics.record_body_sizes()
     return metrics

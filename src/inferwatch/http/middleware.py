@@ -11,9 +11,11 @@ How a request ends, as recorded:
 
 - The response is complete when its final body message is handed to the server; that is
   when the request stops being in flight, its duration ends and it is counted, not when
-  the application returns. Work the application does afterwards (background tasks) is
-  timed separately, and an exception it raises then is counted in
+  the application returns. Work the application does afterwards (background tasks,
+  dependency teardown) is timed separately, and an exception it raises then is counted in
   ``http_server_exceptions_total`` without failing a request that was answered in full.
+  Only work that let the event loop run and lasted ``BACKGROUND_FLOOR`` or more counts as
+  background work, so a route that has none gets no background series at all.
 - A client that leaves first is recorded as 499. ASGI servers at spec 2.3, uvicorn among
   them, neither cancel the application nor fail its ``send()`` when the client goes: the
   response is written into the void and would look like a success. A departure shows only
@@ -57,6 +59,9 @@ KNOWN_METHODS = frozenset(
 )
 CLIENT_CLOSED = 499  # nginx's code for "client went away before the response"
 DEPARTURE_CHECK_AFTER = 0.05  # seconds; quicker responses are not checked for a departure
+# Work after the response shorter than this is the framework unwinding (a streaming
+# response's task group, a BaseHTTPMiddleware's), not background work worth a series.
+BACKGROUND_FLOOR = 0.005  # seconds
 _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 MAX_ERROR_TYPES = 50
 _STANDARD_CLOSE_CODES = frozenset(range(1000, 1016))
@@ -68,37 +73,56 @@ log = logging.getLogger("inferwatch.http")
 class HttpSettings:
     exclude_paths: frozenset[str]
     exemplar: Callable[[], dict[str, str] | None] | None = None
+    body_sizes: bool = False  # opt-in: the body-size histograms
 
 
 class _RouteChildren:
-    """The children one (method, route, status, error type) writes, resolved once."""
+    """The children one (method, route, status, error type) writes, resolved once.
 
-    __slots__ = ("_ttfb", "_ttfb_labels", "background", "duration", "lock", "request_size",
-                 "response_size", "ttfb_family")  # fmt: skip
+    Only the request duration is created eagerly: it is written by every request. The
+    others exist only where a request needed them (a streamed body, work after the
+    response), since an empty histogram still costs its buckets' series on every scrape.
+    """
 
-    def __init__(self, m: HttpMetrics, method: str, route: str, status: str, failure: str) -> None:
+    __slots__ = ("_background", "_labels", "_ttfb", "duration", "family", "lock",
+                 "request_size", "response_size")  # fmt: skip
+
+    def __init__(
+        self, m: HttpMetrics, method: str, route: str, status: str, failure: str, sizes: bool
+    ) -> None:
         self.duration = m.request_duration.labels(method, route, status, failure)
-        self.request_size = m.request_body_size.labels(method, route, status)
-        self.response_size = m.response_body_size.labels(method, route, status)
-        self.background = m.background_duration.labels(method, route)
+        self.request_size: Any = None
+        self.response_size: Any = None
+        if sizes and m.request_body_size is not None and m.response_body_size is not None:
+            self.request_size = m.request_body_size.labels(method, route, status)
+            self.response_size = m.response_body_size.labels(method, route, status)
         # In multiprocess mode the children are prometheus_client's, which lock themselves.
         self.lock = m.request_lock if isinstance(self.duration, HistogramChild) else None
-        # Only streamed responses have a first byte worth timing; creating this child
-        # eagerly would give every route an empty series.
+        self.family = m
+        self._labels = (method, route)
         self._ttfb: Any = None
-        self.ttfb_family = m.time_to_first_byte
-        self._ttfb_labels = (method, route)
+        self._background: Any = None
 
     def ttfb(self) -> Any:
         if self._ttfb is None:
-            self._ttfb = self.ttfb_family.labels(*self._ttfb_labels)
+            self._ttfb = self.family.time_to_first_byte.labels(*self._labels)
         return self._ttfb
 
+    def background(self) -> Any:
+        if self._background is None:
+            self._background = self.family.background_duration.labels(*self._labels)
+        return self._background
+
     def record(self, duration: float | None, received: float, sent: float) -> None:
+        request_size = self.request_size
+        if request_size is None:
+            if duration is not None:
+                self.duration.observe(duration)
+            return
         if self.lock is None:
             if duration is not None:
                 self.duration.observe(duration)
-            self.request_size.observe(received)
+            request_size.observe(received)
             self.response_size.observe(sent)
             return
         # acquire/try/finally costs half of `with lock:` (try is free on 3.11+)
@@ -106,10 +130,43 @@ class _RouteChildren:
         try:
             if duration is not None:
                 self.duration.observe_unlocked(duration)
-            self.request_size.observe_unlocked(received)
+            request_size.observe_unlocked(received)
             self.response_size.observe_unlocked(sent)
         finally:
             self.lock.release()
+
+
+class LoopTurns:
+    """Tells whether the event loop has turned since a point in time, for a call_soon
+    per loop turn rather than per request.
+
+    ``mark()`` returns a number and makes sure a callback is queued that moves the number
+    on. Callbacks run in the order they were queued, and a coroutine that suspends is
+    resumed by a callback queued after that one, so: if the number differs from the mark
+    when a coroutine looks again, the coroutine has let the loop run (awaited something
+    that waited) in between; if it does not, it ran straight through. Requests finishing in
+    the same turn share one callback. Outside asyncio (trio) ``mark()`` returns None.
+    """
+
+    __slots__ = ("_queued_on", "turns")
+
+    def __init__(self) -> None:
+        self.turns = 0
+        self._queued_on: asyncio.AbstractEventLoop | None = None
+
+    def mark(self) -> int | None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        if self._queued_on is not loop:  # none queued, or on another loop (a test client's)
+            self._queued_on = loop
+            loop.call_soon(self._turned)
+        return self.turns
+
+    def _turned(self) -> None:
+        self.turns += 1
+        self._queued_on = None
 
 
 def error_type(exc: BaseException) -> str:
@@ -171,6 +228,8 @@ class InferwatchMiddleware:
         self._routes = RouteTemplates()
         self._children: dict[tuple[str, str, int, str], _RouteChildren] = {}
         self._active: dict[str, GaugeChild] = {}
+        self._sizes = settings.body_sizes
+        self._turns = LoopTurns()
         # One bound per registry (Starlette rebuilds this middleware when it likes), whose
         # admitted types are shared by all workers in multiprocess mode.
         self._error_types = once_per_registry(
@@ -207,6 +266,7 @@ class InferwatchMiddleware:
         first_byte = end = left = 0.0  # left: when the client was seen to go, if it did
         finishing = False  # the final body message has been handed to the server
         recorded: _RouteChildren | None = None  # what the complete response was counted in
+        turn: int | None = None  # the event loop's turn when the response was complete
 
         def release() -> None:
             """The response is over (complete, abandoned or failed): no longer in flight."""
@@ -235,7 +295,7 @@ class InferwatchMiddleware:
             return message
 
         async def send_observing(message: Message) -> None:
-            nonlocal sent, status, first_byte, end, left, finishing, recorded
+            nonlocal sent, status, first_byte, end, left, finishing, recorded, turn
             final = False
             ready = 0.0  # when the final body message was ready to go
             try:
@@ -267,6 +327,7 @@ class InferwatchMiddleware:
                 end = ready
                 release()
                 try:
+                    turn = self._turns.mark()
                     recorded = self._record_http(
                         scope, method, status, None, start, first_byte, left or end, left,
                         received, sent,
@@ -291,8 +352,16 @@ class InferwatchMiddleware:
                         received, sent,
                     )  # fmt: skip
                 else:
-                    if recorded is not None:
-                        recorded.background.observe(done - end)
+                    after = done - end
+                    # Background work: the application kept going after the response, and
+                    # let the loop run meanwhile. A pause without a turn of the loop is a
+                    # garbage collection or a preempted process, not the application's work.
+                    if (
+                        recorded is not None
+                        and after >= BACKGROUND_FLOOR
+                        and (turn is None or turn != self._turns.turns)
+                    ):
+                        recorded.background().observe(after)
                     if error is not None and not isinstance(error, asyncio.CancelledError):
                         # Raised after a complete response (a background task): the request
                         # did not fail, but the exception is still counted.
@@ -334,7 +403,9 @@ class InferwatchMiddleware:
         children = self._children.get(key)
         if children is None:
             status_label = _STATUS_LABELS.get(status, OTHER)
-            children = _RouteChildren(self.metrics, method, route, status_label, failure)
+            children = _RouteChildren(
+                self.metrics, method, route, status_label, failure, self._sizes
+            )
             self._children[key] = children
         if self._exemplar is None or (exemplar := self._exemplar()) is None:
             children.record(stop - start, received, sent)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 import math
+import sys
 import threading
+from collections.abc import Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from inferwatch.metrics import Counter, Gauge, Histogram
+from inferwatch.metrics._base import label_value
 
 
 def exposed(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -99,3 +103,114 @@ def test_wrong_number_of_label_values() -> None:
     c = Counter("x_total", "help", ["a", "b"], registry=None)
     with pytest.raises(ValueError, match="expects 2 label values"):
         c.labels("only-one")
+
+
+# -- many threads at once --------------------------------------------------------------------
+@pytest.fixture
+def switch_often() -> Iterator[None]:
+    """Make the interpreter switch threads every microsecond, so that any unguarded
+    check-then-act in the metric classes meets another thread in the middle."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+THREADS = 16
+KEYS = 3000  # new children that all threads race to create at once
+PASSES = 2
+
+
+def test_threads_creating_and_writing_the_same_children_count_exactly(switch_often: None) -> None:
+    """All threads race to create each child: the check-then-create in ``labels()`` is what
+    a missing lock would break (two children for one key, the increments of one lost).
+    A child's own ``+=`` has no thread switch in it on CPython 3.11, lock or not."""
+    registry = CollectorRegistry()
+    jobs = Counter("jobs", "help", ["key"], registry=registry)
+    running = Gauge("running", "help", ["key"], registry=registry)
+    latency = Histogram("latency_seconds", "help", ["key"], buckets=[1], registry=registry)
+    start = threading.Barrier(THREADS)
+
+    def work() -> None:
+        start.wait()
+        for _ in range(PASSES):
+            for k in range(KEYS):
+                key = f"k{k}"
+                jobs.labels(key).inc()
+                running.labels(key).inc()
+                latency.labels(key).observe(0.5)
+
+    threads = [threading.Thread(target=work) for _ in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = exposed(registry)
+    each = THREADS * PASSES
+    for k in range(KEYS):
+        labels = (("key", f"k{k}"),)
+        assert got[("jobs_total", labels)] == each
+        assert got[("running", labels)] == each
+        assert got[("latency_seconds_count", labels)] == each
+        assert got[("latency_seconds_sum", labels)] == each / 2
+    assert len(jobs._children) == len(latency._children) == KEYS
+
+
+# -- label values ----------------------------------------------------------------------------
+class Voice(str, enum.Enum):  # the pre-3.11 spelling of a string enum: str() is "Voice.ALLOY"
+    ALLOY = "alloy"
+
+
+class Model(enum.StrEnum):
+    BARK = "bark"
+
+
+class Name(str):
+    def __str__(self) -> str:
+        return "not the characters"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("alloy", "alloy"),
+        (Voice.ALLOY, "alloy"),
+        (Model.BARK, "bark"),
+        (Name("nova"), "nova"),
+        (200, "200"),
+        (1, "1"),
+        (True, "True"),
+        (1.0, "1.0"),
+        (None, "None"),
+    ],
+)
+@pytest.mark.parametrize("first", ["text", "value"])
+def test_the_fast_path_gives_the_child_the_slow_path_gives(
+    value: object, text: str, first: str
+) -> None:
+    c = Counter("x_total", "help", ["v"], registry=None)
+    # Created under either spelling, found under the other by the one dict lookup, and the
+    # conversion (the slow path) agrees: one child, keyed by the label text.
+    child = c.labels(text if first == "text" else value)
+    assert c.labels(value if first == "text" else text) is child
+    assert c._labels_slow((value,)) is child
+    assert label_value(value) == text
+    assert list(c._children) == [(text,)]
+    assert all(type(v) is str for key in c._children for v in key)
+
+
+def test_numbers_bools_and_strings_keep_their_own_children() -> None:
+    c = Counter("x_total", "help", ["v"], registry=None)
+    # 1 == True and hash(1) == hash(True): only the label text may decide.
+    children = [c.labels(v) for v in (1, True, "1", "True", 1.0)]
+    assert children[0] is children[2]
+    assert children[1] is children[3]
+    assert children[4] is not children[0]
+    assert sorted(c._children) == [("1",), ("1.0",), ("True",)]
+
+
+def test_unhashable_values_are_labelled_by_their_text() -> None:
+    c = Counter("x_total", "help", ["v"], registry=None)
+    assert c.labels(["a"]) is c.labels("['a']")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import threading
+import types
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -431,3 +433,287 @@ def test_gunicorn_child_exit_hook_compacts(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     multiprocess.child_exit(server=None, worker=None)
     assert [p.name for p in tmp_path.glob("*.db")] == ["counter_archive.db"]
+
+
+# -- inferwatch's own store: processes that write through it, then die -----------------------
+def start_writer(directory: Path, code: str, *args: str) -> subprocess.Popen[str]:
+    """A Python process in multiprocess mode (the variable set before it starts) running
+    ``code``; it prints one line when it has written everything, then waits to be killed."""
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def written_then_killed(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The writer's line once it has written everything, and what it logged; SIGKILLed
+    then, as a worker dies."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    proc.kill()
+    _, err = proc.communicate(timeout=30)
+    assert line, err
+    return line.strip(), err
+
+
+def collected(directory: Path) -> Samples:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in CompactingCollector(None, path=str(directory)).collect()
+        for s in family.samples
+    }
+
+
+THREADED_WRITER = """
+import sys, threading
+sys.setswitchinterval(1e-6)  # a thread switch at every chance
+import prometheus_client
+from inferwatch.metrics import Counter, Gauge, Histogram, store
+
+threads, keys, passes = (int(a) for a in sys.argv[1:])
+jobs = Counter("jobs", "J.", ["key"], registry=None)
+peak = Gauge("peak", "P.", ["key"], multiprocess_mode="max", registry=None)
+latency = Histogram("latency_seconds", "L.", ["key"], buckets=[1.0], registry=None)
+theirs = prometheus_client.Counter("theirs", "T.", ["key"], registry=None)
+# One metric per thread too: their new series are placed in the same file at the same time,
+# which only the store's lock keeps in order.
+own = [Counter(f"own{t}", "O.", ["key"], registry=None) for t in range(threads)]
+waits = [Histogram(f"wait{t}_seconds", "W.", ["key"], buckets=[1.0], registry=None)
+         for t in range(threads)]
+start = threading.Barrier(threads)
+
+def work(t):
+    for p in range(passes):
+        for k in range(keys):
+            if p == 0:
+                start.wait()  # every thread at the same new series at the same moment
+            key = f"k{k}"
+            jobs.labels(key).inc()
+            peak.labels(key).inc()
+            latency.labels(key).observe(0.5)
+            theirs.labels(key).inc()
+            own[t].labels(key).inc()
+            waits[t].labels(key).observe(2.0)
+
+pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+for t in pool:
+    t.start()
+for t in pool:
+    t.join()
+assert store.active() is not None
+print(type(jobs.labels("k0")).__name__, type(theirs.labels("k0")._value).__name__, flush=True)
+import time; time.sleep(600)  # until killed
+"""
+
+
+def test_threads_writing_through_the_store_leave_exact_totals_in_a_killed_workers_files(
+    tmp_path: Path,
+) -> None:
+    threads, keys, passes = 16, 300, 2
+    proc = start_writer(tmp_path, THREADED_WRITER, str(threads), str(keys), str(passes))
+    # Written straight into the mapping by inferwatch's children, and by prometheus_client's
+    # values through the same store: one writer per file.
+    assert written_then_killed(proc)[0] == "SharedCounterChild StoreValue"
+    got = collected(tmp_path)  # folds the dead worker's files into the archives first
+    each = threads * passes
+    for k in range(keys):
+        key = frozenset({("key", f"k{k}")})
+        assert got[("jobs_total", key)] == each
+        assert got[("theirs_total", key)] == each
+        assert got[("latency_seconds_count", key)] == each
+        assert got[("latency_seconds_sum", key)] == each / 2
+        assert got[("peak", key)] == each
+        for t in range(threads):
+            assert got[(f"own{t}_total", key)] == passes
+            assert got[(f"wait{t}_seconds_bucket", key | {("le", "+Inf")})] == passes
+            assert got[(f"wait{t}_seconds_sum", key)] == 2 * passes
+    assert sorted(p.name for p in tmp_path.glob("*.db")) == [
+        "counter_archive.db",
+        "gauge_max_archive.db",
+        "histogram_archive.db",
+    ]
+
+
+FORKING_WRITER = """
+import os, sys
+from inferwatch.metrics import Counter, Histogram
+
+jobs = Counter("jobs", "J.", ["model"], registry=None)
+latency = Histogram("latency_seconds", "L.", ["model"], buckets=[1.0], registry=None)
+jobs.labels("a").inc(5)
+latency.labels("a").observe(0.5)
+pid = os.fork()
+if pid == 0:  # the child: a new process, its own files, its values from zero
+    jobs.labels("a").inc(3)
+    jobs.labels("b").inc(1)
+    latency.labels("a").observe(2.0)
+    os._exit(0)
+os.waitpid(pid, 0)
+jobs.labels("a").inc(2)
+latency.labels("a").observe(0.25)
+print(pid, flush=True)
+import time; time.sleep(600)  # until killed
+"""
+
+
+def test_a_forked_child_writes_files_of_its_own(tmp_path: Path) -> None:
+    proc = start_writer(tmp_path, FORKING_WRITER)
+    child = int(written_then_killed(proc)[0])
+    assert (tmp_path / f"counter_{child}.db").exists()
+    got = collected(tmp_path)
+    a, b = frozenset({("model", "a")}), frozenset({("model", "b")})
+    assert got[("jobs_total", a)] == 5 + 3 + 2
+    assert got[("jobs_total", b)] == 1
+    assert got[("latency_seconds_count", a)] == 3
+    assert got[("latency_seconds_sum", a)] == 0.5 + 2.0 + 0.25
+    assert got[("latency_seconds_bucket", a | {("le", "1.0")})] == 2
+
+
+EARLY_WRITER = """
+import logging, os, sys
+logging.basicConfig()
+import prometheus_client  # before inferwatch: its values open this process's files first
+early = prometheus_client.Counter("early", "E.", registry=None)
+early.inc(2)
+from inferwatch.metrics import Counter, store
+
+ours = Counter("ours", "O.", ["k"], registry=None)
+theirs = prometheus_client.Counter("theirs", "T.", ["k"], registry=None)
+pid = os.fork()  # as gunicorn --preload does
+if pid == 0:
+    # In the child both kinds of value start new files, and add series to them in turns:
+    # prometheus_client's early value when it first notices the new pid.
+    for i in range(200):
+        ours.labels(f"k{i}").inc(i)
+        theirs.labels(f"k{i}").inc(i)
+        if i == 100:
+            early.inc(1)
+    os._exit(0)
+os.waitpid(pid, 0)
+print(store.active() is None, type(ours.labels("k0")).__name__, flush=True)
+import time; time.sleep(600)  # until killed
+"""
+
+
+def test_values_created_before_inferwatch_keep_one_writer_per_file(tmp_path: Path) -> None:
+    proc = start_writer(tmp_path, EARLY_WRITER)
+    # prometheus_client opened the files first: inferwatch uses its values too (no store).
+    line, logged = written_then_killed(proc)
+    assert line == "True Counter"
+    assert "before inferwatch was imported" in logged
+    got = collected(tmp_path)
+    assert got[("early_total", frozenset())] == 3
+    for i in range(200):
+        key = frozenset({("k", f"k{i}")})
+        assert got[("ours_total", key)] == i
+        assert got[("theirs_total", key)] == i
+
+
+# -- the scrape's reader against prometheus_client's merge -----------------------------------
+STEPPED_WRITER = """
+import sys
+from inferwatch.metrics import Counter, Gauge, Histogram
+
+jobs = Counter("jobs", "J.", ["k"], registry=None)
+latency = Histogram("latency_seconds", "L.", ["k"], buckets=[0.5, 1.0, 2.0], registry=None)
+recent = Gauge("recent", "R.", multiprocess_mode="mostrecent", registry=None)
+each = Gauge("each", "E.", multiprocess_mode="all", registry=None)
+low = Gauge("low", "L.", multiprocess_mode="livemin", registry=None)
+for line in sys.stdin:  # one step per line: the number of series to write
+    n = int(line)
+    for i in range(n):
+        jobs.labels(f"k{i}").inc()
+        latency.labels(f"k{i}").observe(i % 3)
+    recent.labels().set(n)
+    each.labels().set(n)
+    low.labels().set(-n)
+    print("done", flush=True)
+"""
+
+
+def step(proc: subprocess.Popen[str], series: int) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(f"{series}\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == "done\n"
+
+
+def normalised(families: Any) -> list[tuple[Any, ...]]:
+    return sorted(
+        (m.name, m.type, m.documentation, s.name, tuple(sorted(s.labels.items())), s.value)
+        for m in families
+        for s in m.samples
+    )
+
+
+def test_the_reader_merges_as_prometheus_client_does_and_decodes_each_key_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inferwatch.metrics import reader
+
+    decoded: list[str] = []  # every key the reader decodes (prometheus_client's not counted)
+    counting = types.SimpleNamespace(loads=lambda key: decoded.append(key) or json.loads(key))
+    monkeypatch.setattr(reader, "json", counting)
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "text": True}
+    writers = [
+        subprocess.Popen([sys.executable, "-c", STEPPED_WRITER], env=env, **pipes) for _ in range(2)
+    ]
+    collector = CompactingCollector(None, path=str(tmp_path))
+
+    def agrees() -> list[tuple[Any, ...]]:
+        ours = normalised(collector.collect())
+        assert ours == normalised(MultiProcessCollector.merge(glob_db(tmp_path)))
+        return ours
+
+    try:
+        # 3 series, then 2,000 (files grow past their first 64 KiB: both sides map again)
+        for series in (3, 2000):
+            for w in writers:
+                step(w, series)
+            decoded.clear()
+            agrees()
+            # Keys are decoded once for all files; a scrape with no new series decodes none.
+            assert len(decoded) == len(set(decoded)) > 0
+            decoded.clear()
+            got = agrees()
+            assert decoded == []
+        assert ("jobs_total", (("k", "k1999"),)) in [(r[3], r[4]) for r in got]
+        killed = writers.pop(0)
+        killed.kill()
+        killed.wait()
+        after = agrees()  # this scrape folds the dead writer's files into the archives
+        assert writer_pids(tmp_path) == {str(writers[0].pid)}
+        assert [r[5] for r in after if r[3] == "jobs_total" and r[4] == (("k", "k0"),)] == [4.0]
+        step(writers[0], 2001)
+        agrees()
+    finally:
+        for w in writers:
+            w.kill()
+            w.communicate(timeout=30)
+
+
+def glob_db(directory: Path) -> list[str]:
+    return sorted(str(p) for p in directory.glob("*.db"))
+
+
+def test_a_damaged_file_costs_its_damaged_part_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_db(tmp_path / "counter_archive.db", [("c", 10.0, 0.0), ("d", 1.0, 0.0)])
+    write_db(tmp_path / f"counter_{dead_pid()}.db", [("c", 5.0, 0.0)])
+    damaged = tmp_path / "counter_archive.db"
+    data = bytearray(damaged.read_bytes())
+    used = int.from_bytes(data[0:4], "little")
+    data[used : used + 4] = (1 << 20).to_bytes(4, "little")  # an entry longer than the file
+    data[0:4] = (used + 64).to_bytes(4, "little")
+    damaged.write_bytes(bytes(data))
+    registry = CollectorRegistry()
+    CompactingCollector(registry, path=str(tmp_path))
+    samples = parse(generate_latest(registry).decode())
+    assert value(samples, "c") == 15.0
+    assert value(samples, "d") == 1.0
+    assert "cannot read counter_archive.db" in caplog.text

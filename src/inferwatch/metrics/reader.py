@@ -147,7 +147,7 @@ class DirectoryReader:
         if stat.st_size < HEADER:  # created on a full directory: nothing in it
             return None
         # Mapped again when the writer has used more than the mapping covers.
-        grown = file.mapping is None or _unpack_int(file.mapping, 0)[0] > file.mapping.size()
+        grown = file.mapping is None or _unpack_int(file.mapping, 0)[0] > len(file.mapping)
         if grown and not self._map(path, file, stat.st_size):
             return None
         self._files[path] = file
@@ -172,7 +172,7 @@ class DirectoryReader:
         file is used; a writer updates it after the entries, so they are complete)."""
         m = file.mapping
         assert m is not None
-        used = min(_unpack_int(m, 0)[0], m.size())
+        used = min(_unpack_int(m, 0)[0], len(m))  # len: the mapping, not the file
         pos = file.parsed
         if pos >= used or file.broken:
             return
@@ -190,7 +190,9 @@ class DirectoryReader:
         except (ValueError, UnicodeDecodeError, KeyError, TypeError, IndexError) as exc:
             # Never fail a scrape over one damaged file: keep what was read before.
             file.broken = True
-            log.warning("inferwatch: cannot read %s past offset %d: %r", path, pos, exc)
+            log.warning(
+                "inferwatch: cannot read %s past offset %d: %r", os.path.basename(path), pos, exc
+            )
         file.parsed = pos
 
     def _series_id(self, key: str, typ: str, file: _File) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import enum
 import threading
 from collections.abc import AsyncIterator, Iterator
 
@@ -395,3 +396,29 @@ def test_everything_broken_still_leaves_user_code_alone(monkeypatch: pytest.Monk
     infer.queue_depth("x").inc()
     infer.batch("bark", size=2, wait_seconds=0.1)
     infer.rejected("bark")
+
+
+class Voice(str, enum.Enum):  # str() is "Voice.BARK": the label is still "bark"
+    BARK = "bark"
+
+
+def test_children_resolved_once_per_label_whatever_the_spelling_and_bounded() -> None:
+    reg = CollectorRegistry()
+    infer = InferenceMetrics(reg, max_models=3)
+    for model in ["bark", Voice.BARK, "musicgen", 1, True, *(f"m{i}" for i in range(300))]:
+        with infer.request(model) as req, req.stage("inference"):  # type: ignore[arg-type]
+            req.produced(2)
+    got = scrape(reg)
+    ok = {"outcome": "success"}
+    # One child per label: an enum member is its characters; 1 and True are not "1".
+    assert sample(got, REQUESTS, model="bark", **ok) == 2
+    assert sample(got, REQUESTS, model="musicgen", **ok) == 1
+    assert sample(got, REQUESTS, model="1", **ok) == 1
+    assert sample(got, REQUESTS, model="_other", **ok) == 301  # True and the 300 past the cap
+    assert sample(got, OUTPUT, model="_other", unit="tokens") == 2 * 301
+    assert sample(got, f"{STAGE}_count", model="_other", stage="inference") == 301
+    # The children kept are bounded by the labels, not by the names callers pass, and they
+    # are the registry's: a second facade shares them.
+    assert sorted(infer._models._entries) == ["1", "_other", "bark", "musicgen"]
+    assert len(infer._models("anything-new").stages._entries) == 1
+    assert InferenceMetrics(reg)._models is infer._models

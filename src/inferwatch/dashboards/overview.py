@@ -17,7 +17,6 @@ ERRORS = "job_route:http_server_request_errors:rate5m"
 ERROR_RATIO = "job_route:http_server_request_errors:ratio_rate5m"
 RECORDED = p.sel(p.JOB, p.ROUTE)
 RAW = (p.JOB, p.INSTANCE, p.ROUTE)
-FIVE_XX = 'http_response_status_code=~"5.."'
 OVERRIDES = " Levels shown are the thresholds file's defaults; overrides there apply per route."
 
 
@@ -169,13 +168,14 @@ def build(t: Thresholds) -> DashboardSpec:
     )
     failures = (
         p.timeseries(
-            "5xx responses by route and status",
-            "Server-error responses per second by route and status code.",
+            "Failed requests by route",
+            "Failed requests per second by route and how they failed, counted as the SLO and "
+            "APIHighErrorRate count them: a 5xx status or an error_type (the exception, the "
+            "5xx status, 499 for a client that left; empty for another instrumentation's 5xx).",
             "reqps",
             Query(
-                f"sum by (http_route, http_response_status_code) "
-                f"(rate({HTTP}_count{p.sel(*RAW, FIVE_XX)}[{p.RATE}]))",
-                "{{http_route}} {{http_response_status_code}}",
+                promql.failed_requests(f"{HTTP}_count", ("http_route", "error_type"), p.RATE, RAW),
+                "{{http_route}} {{error_type}}",
             ),
             width=8,
             needs=p.fault("error_rate", 0.5),

@@ -220,23 +220,23 @@ def _more(sock: socket.socket) -> bytes:
     return chunk
 
 
-def dribble(sock: socket.socket, first: bytes, more: bytes, *, limit: int) -> tuple[int, float]:
-    """Send ``first``, then ``more`` every 0.1 s until the server answers (at most ``limit``
-    times); returns how many of ``more`` went out and the seconds until the answer."""
+def dribble(port: int, first: bytes, more: bytes, *, limit: int) -> tuple[int, float, bytes]:
+    """Connect, send ``first``, then ``more`` every 0.1 s until the server answers (at most
+    ``limit`` times). Returns how many of ``more`` went out, the seconds from before the
+    connect (the server's deadline starts when it accepts) to the answer, and the answer."""
     started = time.monotonic()
-    sock.sendall(first)
-    for sent in range(limit):
-        if answered(sock, 0.1):
-            return sent, time.monotonic() - started
-        sock.sendall(more)
+    with connect(port) as sock:
+        sock.sendall(first)
+        for sent in range(limit):
+            if answered(sock, 0.1):
+                return sent, time.monotonic() - started, read_all(sock)
+            sock.sendall(more)
     raise AssertionError(f"the server never cut off a request dribbled for {limit} rounds")
 
 
 def test_a_dribbled_head_is_cut_off_at_the_request_deadline(start_server: Any) -> None:
     server = start_server(request_timeout=1.0)
-    with connect(server.port) as sock:
-        sent, seconds = dribble(sock, HALF_HEAD, b"X-Pad: a\r\n", limit=300)
-        reply = read_all(sock)
+    sent, seconds, reply = dribble(server.port, HALF_HEAD, b"X-Pad: a\r\n", limit=300)
     assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
     assert seconds >= 1.0, "closed before the deadline"
     assert sent < 300  # extra header lines did not extend the deadline
@@ -259,7 +259,8 @@ def test_a_kept_alive_connection_gets_a_fresh_deadline_and_an_idle_timeout(
 
 
 def test_past_the_bound_the_oldest_idle_connection_makes_room(start_server: Any) -> None:
-    server = start_server(max_connections=4)
+    # A request deadline far beyond the test: a connection closed here was evicted.
+    server = start_server(max_connections=4, request_timeout=300)
     idle = [connect(server.port) for _ in range(4)]
     try:
         for sock in idle:
@@ -361,9 +362,7 @@ def test_the_request_deadline_cuts_off_a_dribbled_alert_sink_body() -> None:
             b"POST /alerts/pager HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
         )
-        with connect(port) as sock:
-            sent, seconds = dribble(sock, head, b"x", limit=len(body))
-            reply = read_all(sock)
+        sent, seconds, reply = dribble(port, head, b"x", limit=len(body))
         assert reply.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), reply
         assert seconds >= 1.0
         assert sent < len(body)

@@ -38,6 +38,7 @@ DEFAULT_LABELS: dict[str, Labels] = {
         "gpu": "0",
         "uuid": "GPU-00000000-0000-0000-0000-000000000000",
     },
+    "peer": {"job": "inferwatch-api", "peer": "tts"},
 }
 
 
@@ -77,11 +78,11 @@ def labels_for(signal: Signal) -> Labels:
         return {**DEFAULT_LABELS["gpu"], "type": signal.key.removeprefix("gpu_ecc_")}
     if signal.key == "model_load_failures":
         return {**DEFAULT_LABELS["model"], "reason": "oom"}
-    if signal.key == "memory_leak":  # the service's own process, not the exporter's
+    if signal.key in ("memory_leak", "job_memory_growth"):  # the service's own process
         return {"job": "inferwatch-api", "instance": "api-1:8000"}
     group = {
         "job_route": "http", "instance": "host", "job_pool": "pool", "job_cache": "cache",
-        "job_model": "model", "gpu": "gpu",
+        "job_model": "model", "gpu": "gpu", "job_peer": "peer",
     }[signal.series.split(":", 1)[0]]  # fmt: skip
     return dict(DEFAULT_LABELS[group])
 
@@ -184,6 +185,17 @@ def threshold_series(
         return _ratio_counters(
             "inferwatch_cache_gets_total", labels, values, {"result": "hit"}, {"result": "miss"}
         )
+    if key == "upstream_retry_recovery":
+        return _ratio_counters(
+            "inferwatch_upstream_calls_total", labels, values,
+            {"outcome": "recovered"}, {"outcome": "failed"},
+        )  # fmt: skip
+    if key == "upstream_circuit_open":  # breakers (one per worker) in the open state
+        state = {**labels, "state": "open"}
+        return [
+            {"series": _selector("inferwatch_upstream_circuit_state", state),
+             "values": gauge_values(values)},
+        ]  # fmt: skip
     if key == "memory_usage":
         total = Fraction(10**6)
         return [
@@ -219,6 +231,7 @@ def threshold_series(
     gauges = {
         "gpu_utilization": "inferwatch_gpu_utilization_ratio",
         "gpu_temperature": "inferwatch_gpu_temperature_celsius",
+        "job_memory_growth": "inferwatch_job_memory_growth_ratio",
     }
     if key in gauges:
         return [{"series": _selector(gauges[key], labels), "values": gauge_values(values)}]

@@ -10,7 +10,7 @@ from typing import Any
 
 from inferwatch.alerts import promql
 from inferwatch.alerts.promql import failed_requests, le, quantile, sum_rate
-from inferwatch.alerts.signals import GPU, HOST, HTTP, POOL
+from inferwatch.alerts.signals import GPU, HOST, HTTP, PEER, POOL
 from inferwatch.alerts.thresholds import Thresholds
 
 Rule = dict[str, str]
@@ -177,6 +177,117 @@ def _resources() -> list[Rule]:
     ]
 
 
+UPSTREAM_CALLS = "inferwatch_upstream_calls_total"
+CLIENT_DURATION = "http_client_request_duration_seconds"
+RECOVERY = "inferwatch_upstream_circuit_recovery_seconds"
+RECOVERED = 'outcome="recovered"'
+INCOMPLETE = 'outcome=~"partial|failed"'
+
+
+def _upstream() -> list[Rule]:
+    """Dependencies: attempts and their failures, the share of failed first attempts a retry
+    saved, breakers not closed, and how long an open breaker took to close (an MTTR)."""
+    first_failed = "job_peer:inferwatch_upstream_first_attempt_failures:rate5m"
+    attempts = "job_peer:http_client_requests:rate5m"
+    count = f"{CLIENT_DURATION}_count"
+    by = promql.by(PEER)
+    return [
+        _rule(attempts, sum_rate(count, PEER, "5m")),
+        _rule(
+            "job_peer:http_client_request_errors:ratio_rate5m",
+            f"({sum_rate(count, PEER, '5m', [promql.ERROR_TYPE_SET])} or {attempts} * 0)"
+            f" / {attempts}",
+        ),
+        _rule(f"job_peer:{CLIENT_DURATION}:p95_5m", quantile("0.95", CLIENT_DURATION, PEER, "5m")),
+        _rule("job_peer:inferwatch_upstream_calls:rate5m", sum_rate(UPSTREAM_CALLS, PEER, "5m")),
+        # A call whose first attempt failed either recovered on a retry or failed; calls the
+        # open breaker refused outright were never attempted, so they are in neither.
+        _rule(first_failed, sum_rate(UPSTREAM_CALLS, PEER, "5m", ['outcome=~"recovered|failed"'])),
+        _rule(
+            "job_peer:inferwatch_upstream_retry_recovery:ratio_rate5m",
+            f"({sum_rate(UPSTREAM_CALLS, PEER, '5m', [RECOVERED])}"
+            f" or {first_failed} * 0) / {first_failed}",
+        ),
+        _rule(
+            "job_peer:inferwatch_upstream_circuit_open:sum",
+            f'sum {by} (inferwatch_upstream_circuit_state{{state!="closed"}})',
+        ),
+        # 1h: outages are rare; one recovery stays visible long enough to read.
+        _rule(
+            f"job_peer:{RECOVERY}:mean1h",
+            f"{sum_rate(RECOVERY + '_sum', PEER, '1h')}"
+            f" / {sum_rate(RECOVERY + '_count', PEER, '1h')}",
+        ),
+    ]
+
+
+JOBS = "inferwatch_jobs_total"
+SERVICE = "group by (job, instance) (http_server_active_requests)"  # serves inferwatch's HTTP
+
+
+def _jobs() -> list[Rule]:
+    kind = ("job", "kind")
+    ended = "job_kind:inferwatch_jobs:rate5m"
+    return [
+        _rule(ended, sum_rate(JOBS, kind, "5m")),
+        # partial (some steps failed) and failed jobs, of all that ended
+        _rule(
+            "job_kind:inferwatch_jobs_incomplete:ratio_rate5m",
+            f"({sum_rate(JOBS, kind, '5m', [INCOMPLETE])} or {ended} * 0) / {ended}",
+        ),
+        _rule(
+            "job_kind:inferwatch_job_memory_increase_bytes:p95_1h",
+            quantile("0.95", "inferwatch_job_memory_increase_bytes", kind, "1h"),
+        ),
+        _rule(
+            "instance:inferwatch_job_memory_growth:ratio",
+            f"max {promql.by(HOST)} (inferwatch_job_memory_growth_ratio)",
+        ),
+    ]
+
+
+def cost_terms(thresholds: Thresholds) -> dict[str, str]:
+    """resource -> PromQL for what it costs each service job per second, over 1h, for the
+    resources with a price; the same quantities the report prices over its window."""
+    gib = 2**30
+    quantities = {
+        # cores the service's processes kept busy
+        "cpu": "sum by (job) (rate(process_cpu_seconds_total[1h])"
+        f" and on (job, instance) {SERVICE})",
+        # GiB of their resident memory, averaged
+        "memory_gib": "sum by (job)"
+        f" (avg_over_time(instance:process_resident_memory_bytes:sum[1h])) / {gib}",
+        # every GPU the exporter reports, charged to each service
+        "gpu": "group by (job) (http_server_active_requests)"
+        " * scalar(count(inferwatch_gpu_memory_total_bytes) or vector(0))",
+        # processes of the service that are scraped
+        "instance": f"count by (job) ({SERVICE})",
+    }
+    return {
+        resource: f"({quantities[resource]}) * {promql.number(price)} / 3600"
+        for resource, price in thresholds.cost.priced().items()
+    }
+
+
+def _cost(thresholds: Thresholds) -> list[Rule]:
+    terms = cost_terms(thresholds)
+    if not terms:
+        return []
+    by_resource = " or ".join(
+        f'label_replace({expr}, "resource", "{resource}", "", "")'
+        for resource, expr in terms.items()
+    )
+    cost = "job:inferwatch_cost:rate1h"
+    jobs = "job:inferwatch_jobs:rate1h"
+    return [
+        _rule("job_resource:inferwatch_cost:rate1h", by_resource),
+        _rule(cost, "sum by (job) (job_resource:inferwatch_cost:rate1h)"),
+        _rule(jobs, sum_rate(JOBS, ["job"], "1h")),
+        _rule("job:inferwatch_cost_per_job:ratio_rate1h", f"{cost} / {jobs}"),
+        _rule("job:inferwatch_cost_per_1000_jobs:ratio_rate1h", f"1000 * {cost} / {jobs}"),
+    ]
+
+
 def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
     interval = promql.window(thresholds.settings.evaluation_interval)
     made = [
@@ -185,8 +296,11 @@ def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
         ("inferwatch.pools.rules", _pools()),
         ("inferwatch.models.rules", _models()),
         ("inferwatch.resources.rules", _resources()),
+        ("inferwatch.upstream.rules", _upstream()),
+        ("inferwatch.jobs.rules", _jobs()),
+        ("inferwatch.cost.rules", _cost(thresholds)),
     ]
-    return [{"name": name, "interval": interval, "rules": rules} for name, rules in made]
+    return [{"name": name, "interval": interval, "rules": rules} for name, rules in made if rules]
 
 
 def record_names(thresholds: Thresholds) -> list[str]:

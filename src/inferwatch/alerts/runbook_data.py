@@ -299,6 +299,55 @@ PAGES: dict[str, Page] = {
             "Read the service log around the failed load.",
         ),
     ),
+    "UpstreamCircuitOpen": Page(
+        "The circuit breaker guarding calls to a dependency (a TTS, LLM or other model "
+        "service) has not closed for a while: the dependency keeps failing its probes, and "
+        "every call to it is refused at once. Work that needs it fails or degrades (jobs "
+        "end partial).",
+        (
+            "The dependency is down, restarting or overloaded (5xx, 429, timeouts).",
+            "The network path to it is broken: DNS, TLS, a proxy, a firewall change.",
+            "Credentials or quota expired, so every call fails the same way.",
+        ),
+        (
+            "Split `http_client_request_duration_seconds_count` of the peer by "
+            "`http_response_status_code` and `error_type`: refused connections, timeouts and "
+            "5xx answers tell the causes apart.",
+            "Check the dependency's own status page or dashboards.",
+            "`job_peer:inferwatch_upstream_circuit_recovery_seconds:mean1h` says how long its "
+            "past outages lasted.",
+        ),
+    ),
+    "UpstreamLowRetryRecovery": Page(
+        "Of the calls to a dependency whose first attempt failed, too few succeeded on a "
+        "retry: the failures are not transient, so retries only add load and latency.",
+        (
+            "A lasting outage rather than sporadic errors (see UpstreamCircuitOpen).",
+            "Too few attempts or too short a backoff for the dependency to recover in.",
+            "Errors that are retried although they cannot succeed (bad input, auth).",
+        ),
+        (
+            "Compare `inferwatch_upstream_retries_total` by `error_type` with the outcomes in "
+            "`inferwatch_upstream_calls_total`.",
+            "Check the attempt durations: retries that time out point at an overloaded peer.",
+        ),
+    ),
+    "JobMemoryGrowth": Page(
+        "The service's resident memory grew by more than the threshold over its last jobs "
+        "(20 by default): each job leaves memory behind, and the process will run out "
+        "eventually.",
+        (
+            "Caches without a bound (results, embeddings, per-job tensors kept referenced).",
+            "Models or buffers loaded per job and never released.",
+            "Memory fragmentation under allocation-heavy jobs.",
+        ),
+        (
+            "Compare `inferwatch_job_memory_increase_bytes` by `kind`: the kind that adds the "
+            "most is the first suspect.",
+            "Take a heap snapshot (tracemalloc, memray) between two jobs and compare.",
+            "Check `instance:process_resident_memory_bytes:deriv30m` on the resources dashboard.",
+        ),
+    ),
     "APIAvailabilityBudgetBurn": Page(
         "The service fails requests (5xx, exceptions, streams broken halfway, clients that "
         "left) fast enough to exhaust its availability error budget well before the SLO "

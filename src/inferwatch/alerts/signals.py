@@ -25,6 +25,7 @@ HTTP = ("job", "http_route")
 HOST = ("job", "instance")
 POOL = ("job", "db_system_name", "db_client_connection_pool_name")
 GPU = ("job", "instance", "gpu", "uuid")
+PEER = ("job", "peer")  # a dependency the service calls, by the name the service gives it
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,24 @@ SIGNALS: tuple[Signal, ...] = (
         "gpu:inferwatch_gpu_ecc_errors:increase15m", (*GPU, "type"), "resources",
         "GPU {{ $labels.gpu }} on {{ $labels.instance }} has uncorrectable memory errors",
         "Uncorrected ECC errors in 15m", matchers='type="uncorrected"',
+    ),
+    Signal(
+        "upstream_circuit_open", "UpstreamCircuitOpen", "count",
+        "job_peer:inferwatch_upstream_circuit_open:sum", PEER, "pools",
+        "Circuit breaker for {{ $labels.peer }} stays open on {{ $labels.job }}",
+        "Circuit breakers not closed",
+    ),
+    Signal(
+        "upstream_retry_recovery", "UpstreamLowRetryRecovery", "ratio",
+        "job_peer:inferwatch_upstream_retry_recovery:ratio_rate5m", PEER, "pools",
+        "Retries rarely save failed calls to {{ $labels.peer }} on {{ $labels.job }}",
+        "Share of failed first attempts recovered by a retry", direction="below",
+    ),
+    Signal(
+        "job_memory_growth", "JobMemoryGrowth", "ratio",
+        "instance:inferwatch_job_memory_growth:ratio", HOST, "resources",
+        "Resident memory grows from job to job on {{ $labels.job }} {{ $labels.instance }}",
+        "Resident-memory growth over the last jobs",
     ),
     Signal(
         "exporter_collector_failure", "ExporterCollectorFailing", "state",

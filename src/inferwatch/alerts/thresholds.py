@@ -108,6 +108,21 @@ class Settings:
     scrape_interval: Fraction
 
 
+# What one hour of each resource costs (see the thresholds file's `cost` section).
+RESOURCES = ("cpu", "memory_gib", "gpu", "instance")
+
+
+@dataclass(frozen=True)
+class Cost:
+    currency: str = "USD"
+    # resource -> price of one hour of it, exact; a resource priced 0 is left out.
+    prices: Mapping[str, Fraction] = field(default_factory=dict)
+
+    def priced(self) -> dict[str, Fraction]:
+        """The resources with a price above 0, in :data:`RESOURCES` order."""
+        return {r: self.prices[r] for r in RESOURCES if self.prices.get(r, 0) > 0}
+
+
 @dataclass(frozen=True)
 class Thresholds:
     settings: Settings
@@ -116,6 +131,7 @@ class Thresholds:
     profiles: Mapping[str, Mapping[str, Node]]
     overrides: tuple[Override, ...]
     production_readiness: Mapping[str, Any] = field(default_factory=dict)
+    cost: Cost = field(default_factory=Cost)
 
 
 # --- node helpers ---------------------------------------------------------------------------
@@ -429,9 +445,35 @@ def _override(
     return Override(matchers, resolved, profile, f"override-{index + 1}")
 
 
+_PRICE = re.compile(r"\d+(?:\.\d+)?")
+_CURRENCY = re.compile(r"[A-Za-z$€£¥]{1,8}")
+
+
+def _cost(node: Node) -> Cost:
+    fields = ("currency", *(f"{r}_hour" for r in RESOURCES))
+    items = _mapping(node, "cost", fields)
+    currency = "USD"
+    if "currency" in items:
+        currency = _text(items["currency"], "cost.currency")
+        if not _CURRENCY.fullmatch(currency):
+            raise ThresholdsError(items["currency"], "cost.currency", "expected a code like USD")
+    prices: dict[str, Fraction] = {}
+    for resource in RESOURCES:
+        key = f"{resource}_hour"
+        if key not in items:
+            continue
+        text = _text(items[key], f"cost.{key}")
+        if not _PRICE.fullmatch(text):
+            raise ThresholdsError(
+                items[key], f"cost.{key}", f"expected a price like 0.04 or 2.5, got {text!r}"
+            )
+        prices[resource] = Fraction(text)
+    return Cost(currency, prices)
+
+
 def build(root: Node) -> Thresholds:
     top = ("version", "settings", "slo", "signals", "profiles", "overrides")
-    items = _mapping(root, "", (*top, "production_readiness"))
+    items = _mapping(root, "", (*top, "production_readiness", "cost"))
     version = _text(_required(items, root, "(top)", "version"), "version")
     if version != "1":
         raise ThresholdsError(items["version"], "version", f"unsupported version {version!r}")
@@ -454,6 +496,7 @@ def build(root: Node) -> Thresholds:
         profiles=profiles,
         overrides=tuple(overrides),
         production_readiness=readiness,
+        cost=_cost(items["cost"]) if "cost" in items else Cost(),
     )
 
 

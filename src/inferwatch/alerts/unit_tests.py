@@ -356,6 +356,112 @@ def _sli_tests(thresholds: Thresholds) -> list[Test]:
     }]  # fmt: skip
 
 
+# --- cost and recovery: recorded figures from raw series ---------------------------------------
+
+# The cost fixture: one service process keeping half a core busy in 2 GiB, two GPUs on the
+# exporter, 12 jobs a minute (720 an hour).
+COST_QUANTITIES = {
+    "cpu": Fraction(1, 2),
+    "memory_gib": Fraction(2),
+    "gpu": Fraction(2),
+    "instance": Fraction(1),
+}
+JOBS_PER_SECOND = Fraction(1, 5)
+SCALE = 10**9  # recorded values are compared as round(value * SCALE)
+
+
+def expected_cost(thresholds: Thresholds) -> dict[str, Fraction]:
+    """What the cost rules must record for the fixture, per second, by resource."""
+    return {r: COST_QUANTITIES[r] * p / 3600 for r, p in thresholds.cost.priced().items()}
+
+
+def _cost_tests(thresholds: Thresholds) -> list[Test]:
+    per_resource = expected_cost(thresholds)
+    if not per_resource:
+        return []
+    clock = _Clock(thresholds)
+    n = clock.samples(Fraction(7200))
+    step = clock.step
+    service = 'job="inferwatch-api", instance="api-1:8000"'
+    gpu = 'job="inferwatch-exporter", instance="gpu-node-1:9400"'
+    series = [
+        {"series": f"process_cpu_seconds_total{{{service}}}",
+         "values": fixtures.counter_values([(COST_QUANTITIES["cpu"] * step, n)])},
+        {"series": f"process_resident_memory_bytes{{{service}}}",
+         "values": fixtures.gauge_values([(COST_QUANTITIES["memory_gib"] * 2**30, n)])},
+        {"series": f'http_server_active_requests{{{service}, http_request_method="POST"}}',
+         "values": fixtures.gauge_values([(Fraction(0), n)])},
+        {"series": f'inferwatch_jobs_total{{{service}, kind="video", outcome="complete"}}',
+         "values": fixtures.counter_values([(JOBS_PER_SECOND * step, n)])},
+    ]  # fmt: skip
+    for index in range(int(COST_QUANTITIES["gpu"])):
+        series.append({
+            "series": f'inferwatch_gpu_memory_total_bytes{{{gpu}, gpu="{index}"}}',
+            "values": fixtures.gauge_values([(Fraction(24 * 2**30), n)]),
+        })  # fmt: skip
+    total = sum(per_resource.values(), Fraction(0))
+
+    def check(expr: str, value: Fraction, labels: str = '{job="inferwatch-api"}') -> dict:
+        return {
+            "expr": f"round({expr} * {SCALE})",
+            "eval_time": _dur(Fraction(7200)),
+            "exp_samples": [{"labels": labels, "value": round(value * SCALE)}],
+        }
+
+    checks = [
+        check(
+            f'job_resource:inferwatch_cost:rate1h{{resource="{resource}"}}',
+            value,
+            f'{{job="inferwatch-api", resource="{resource}"}}',
+        )
+        for resource, value in per_resource.items()
+    ]
+    checks += [
+        check("job:inferwatch_cost:rate1h", total),
+        check("job:inferwatch_cost_per_job:ratio_rate1h", total / JOBS_PER_SECOND),
+        check("job:inferwatch_cost_per_1000_jobs:ratio_rate1h", 1000 * total / JOBS_PER_SECOND),
+    ]
+    return [{
+        "name": "cost per resource, per job and per 1000 jobs from the thresholds' prices",
+        "interval": _dur(step),
+        "input_series": series,
+        "promql_expr_test": checks,
+    }]  # fmt: skip
+
+
+def _recovery_tests(thresholds: Thresholds) -> list[Test]:
+    """Recovery from raw counters: 12 calls a minute, 3 of them recovered by a retry and 1
+    failed (recovery 75 %); one breaker outage of 90 s every 20 minutes (MTTR 90 s)."""
+    clock = _Clock(thresholds)
+    step = clock.step
+    n = clock.samples(Fraction(7200))
+    peer = 'job="inferwatch-api", peer="tts"'
+    calls = {"success": 8, "recovered": 3, "failed": 1}
+    series = [
+        {"series": f'inferwatch_upstream_calls_total{{{peer}, outcome="{outcome}"}}',
+         "values": fixtures.counter_values([(Fraction(per_minute) * step / 60, n)])}
+        for outcome, per_minute in calls.items()
+    ]  # fmt: skip
+    recovery = "inferwatch_upstream_circuit_recovery_seconds"
+    for suffix, per_20_minutes in (("sum", 90), ("count", 1)):
+        series.append({
+            "series": f"{recovery}_{suffix}{{{peer}}}",
+            "values": fixtures.counter_values([(Fraction(per_20_minutes) * step / 1200, n)]),
+        })  # fmt: skip
+    labels = f"{{{peer}}}"
+    return [{
+        "name": "retry recovery ratio and breaker MTTR from raw counters",
+        "interval": _dur(step),
+        "input_series": series,
+        "promql_expr_test": [
+            {"expr": "round(job_peer:inferwatch_upstream_retry_recovery:ratio_rate5m * 1000)",
+             "eval_time": "1h", "exp_samples": [{"labels": labels, "value": 750}]},
+            {"expr": f"round(job_peer:{recovery}:mean1h * 1000)",
+             "eval_time": "2h", "exp_samples": [{"labels": labels, "value": 90000}]},
+        ],
+    }]  # fmt: skip
+
+
 # --- files --------------------------------------------------------------------------------------
 
 
@@ -380,4 +486,8 @@ def documents(thresholds: Thresholds) -> dict[str, dict[str, Any]]:
     files["slo_burn_rates.yaml"] = _document(thresholds, _burn_tests(thresholds))
     files["slo_sli_ratios.yaml"] = _document(thresholds, _sli_tests(thresholds))
     files["watchdog.yaml"] = _document(thresholds, _watchdog_tests(thresholds))
+    cost = _cost_tests(thresholds)
+    if cost:
+        files["cost.yaml"] = _document(thresholds, cost)
+    files["upstream_recovery.yaml"] = _document(thresholds, _recovery_tests(thresholds))
     return files

@@ -72,6 +72,17 @@ def parse_byte_rate(text: str) -> Fraction:
     return Fraction(match.group(1)) * _BYTES[match.group(2)]
 
 
+_BYTE_SIZE = re.compile(rf"{_NUMBER}\s*({'|'.join(_BYTES)})")
+
+
+def parse_bytes(text: str) -> Fraction:
+    """``100MB`` -> bytes (decimal MB, binary MiB)."""
+    match = _BYTE_SIZE.fullmatch(text.strip())
+    if not match:
+        raise UnitError(f"expected a size like 100MB or 512MiB, got {text!r}")
+    return Fraction(match.group(1)) * _BYTES[match.group(2)]
+
+
 def parse_count(text: str) -> Fraction:
     if not _COUNT.fullmatch(text.strip()):
         raise UnitError(f"expected a whole number of events like 0 or 3, got {text!r}")

@@ -197,5 +197,46 @@ def build(t: Thresholds) -> DashboardSpec:
             p.instance_var("inferwatch_inference_requests_total"),
             p.label_var("model", "model", "inferwatch_inference_requests_total", "Model"),
         ),
-        rows=(stats, loading, churn, inference, batching),
+        rows=(stats, loading, churn, inference, batching, _jobs()),
+    )
+
+
+def _jobs() -> tuple:
+    """Jobs made of steps (inferwatch.ai.JobMetrics): how they end, what they leave behind."""
+    job = p.sel(p.JOB)
+    return (
+        p.timeseries(
+            "Jobs by outcome",
+            "Jobs ending per second by kind and outcome: complete, partial (finished although "
+            "some steps failed), failed, cancelled.",
+            "ops",
+            Query(
+                p.sum_rate("inferwatch_jobs_total", ("kind", "outcome"), p.JOB),
+                "{{kind}} {{outcome}}",
+            ),
+            width=8,
+        ),
+        p.timeseries(
+            "Partial or failed jobs",
+            "Share of the jobs ended over 5 minutes that were partial or failed, per kind "
+            "(the steps that failed: inferwatch_job_steps_total).",
+            "percentunit",
+            Query(
+                f"max by (kind) (job_kind:inferwatch_jobs_incomplete:ratio_rate5m{job})",
+                "{{kind}}",
+            ),
+            max=1,
+            width=8,
+        ),
+        p.timeseries(
+            "Memory added per job P95",
+            "P95 over an hour of the resident memory a job added to its process, per kind "
+            "(inferwatch_job_memory_increase_bytes): jobs run side by side share the figure.",
+            "bytes",
+            Query(
+                f"max by (kind) (job_kind:inferwatch_job_memory_increase_bytes:p95_1h{job})",
+                "{{kind}}",
+            ),
+            width=8,
+        ),
     )

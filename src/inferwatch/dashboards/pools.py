@@ -161,6 +161,7 @@ def build(t: Thresholds) -> DashboardSpec:
             width=8,
         ),
     )
+    upstream = _upstream(t)
     postgres = (
         p.timeseries(
             "PostgreSQL server connections",
@@ -188,5 +189,60 @@ def build(t: Thresholds) -> DashboardSpec:
             p.job_var("up"),
             p.instance_var("up"),
         ),
-        rows=(usage, waits, redis, caches, postgres),
+        rows=(usage, waits, redis, caches, upstream, postgres),
+    )
+
+
+def _upstream(t: Thresholds) -> tuple:
+    """The services the backend calls (TTS, LLM, ...), by the name it gives each (peer)."""
+    peer = p.sel(p.JOB)
+    return (
+        p.timeseries(
+            "Dependency calls by outcome",
+            "Calls to each dependency per second through its retry policy, by how they ended: "
+            "success at the first attempt, recovered by a retry, failed, rejected by the open "
+            "circuit breaker, client_error, cancelled.",
+            "ops",
+            Query(
+                p.sum_rate("inferwatch_upstream_calls_total", ("peer", "outcome"), p.JOB),
+                "{{peer}} {{outcome}}",
+            ),
+            width=6,
+        ),
+        p.timeseries(
+            "Retry recovery rate",
+            "Of the calls whose first attempt failed, the share a retry saved, per dependency "
+            "(5m, recorded: what UpstreamLowRetryRecovery reads); amber below its level.",
+            "percentunit",
+            Query(
+                f"min by (peer) (job_peer:inferwatch_upstream_retry_recovery:ratio_rate5m{peer})",
+                "{{peer}}",
+            ),
+            steps=steps(t, "upstream_retry_recovery"),
+            max=1,
+            width=6,
+            needs=p.fault("upstream_failure_rate", 0.3),
+        ),
+        p.timeseries(
+            "Circuit breakers not closed",
+            "Breakers of each dependency open or half-open right now, all workers (recorded: "
+            "what UpstreamCircuitOpen reads); any is amber.",
+            "short",
+            Query(
+                f"max by (peer) (job_peer:inferwatch_upstream_circuit_open:sum{peer})", "{{peer}}"
+            ),
+            steps=steps(t, "upstream_circuit_open"),
+            width=6,
+        ),
+        p.timeseries(
+            "Dependency attempt latency P95",
+            "P95 duration of single HTTP attempts to each dependency, up to the response "
+            "headers (http_client_request_duration_seconds), retries counted one by one.",
+            "s",
+            Query(
+                f"max by (peer) (job_peer:http_client_request_duration_seconds:p95_5m{peer})",
+                "P95 {{peer}}",
+            ),
+            width=6,
+        ),
     )

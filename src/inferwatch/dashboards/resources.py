@@ -260,5 +260,45 @@ def build(t: Thresholds) -> DashboardSpec:
             p.job_var("inferwatch_host_cpus"),
             p.instance_var("inferwatch_host_cpus"),
         ),
-        rows=(stats, host, memory, io, *_gpu(t)),
+        rows=(stats, host, memory, _jobs_and_cost(t), io, *_gpu(t)),
+    )
+
+
+CURRENCY_UNITS = {"USD": "currencyUSD", "EUR": "currencyEUR", "GBP": "currencyGBP"}
+
+
+def _jobs_and_cost(t: Thresholds) -> tuple:
+    """Memory left behind by jobs, and what the service's resources cost per job."""
+    unit = CURRENCY_UNITS.get(t.cost.currency.upper(), "short")
+    prices = ", ".join(
+        f"{resource.replace('_', ' ')} {float(price):g} {t.cost.currency}/h"
+        for resource, price in t.cost.priced().items()
+    )
+    return (
+        p.timeseries(
+            "Memory growth over the last jobs",
+            "Growth of the service processes' resident memory over their last jobs (20 by "
+            "default), measured at each job's end (recorded: what JobMemoryGrowth reads).",
+            "percentunit",
+            Query("instance:inferwatch_job_memory_growth:ratio", "{{job}} {{instance}}"),
+            steps=steps(t, "job_memory_growth"),
+            min=None,
+            width=8,
+        ),
+        p.timeseries(
+            "Cost per 1000 jobs",
+            f"What 1000 jobs cost in resources over the last hour, per service, at the "
+            f"thresholds file's prices ({prices or 'none set'}).",
+            unit,
+            Query("job:inferwatch_cost_per_1000_jobs:ratio_rate1h", "{{job}}"),
+            width=8,
+        ),
+        p.timeseries(
+            "Cost per hour by resource",
+            "What the service's resources cost per hour at the thresholds file's prices, by "
+            "resource (CPU busy, resident memory, GPUs, instances), averaged over an hour.",
+            unit,
+            Query("3600 * job_resource:inferwatch_cost:rate1h", "{{job}} {{resource}}"),
+            width=8,
+        ),
     )

@@ -75,9 +75,6 @@ class _Connections:
         self._open: dict[HardenedH11Protocol, None] = {}  # insertion order: age
         self._sweep: asyncio.TimerHandle | None = None
 
-    def __len__(self) -> int:
-        return len(self._open)
-
     def admit(self, connection: HardenedH11Protocol) -> bool:
         """Make room for ``connection`` or refuse it."""
         if len(self._open) >= self.limits.max_connections:
@@ -108,9 +105,9 @@ class _Connections:
 class HardenedH11Protocol(H11Protocol):
     """uvicorn's :class:`H11Protocol` with the limits of one server (see the module docs).
 
-    Built by :class:`HardenedProtocolFactory`; uvicorn's own attributes (``conn``, ``cycle``,
-    ``transport``) are read, never replaced, so every request still goes through uvicorn's
-    code.
+    Built by :class:`HardenedProtocolFactory`. uvicorn's own state (``conn``, ``cycle``,
+    ``transport``) is read, and changed only the way uvicorn changes it when a client hangs
+    up, so every request still goes through uvicorn's code.
     """
 
     def __init__(

@@ -356,24 +356,27 @@ class DemoService:
 
     async def run_job(self, job: Job, spec: ModelSpec, prompt: str) -> None:
         """A background task: errors end up in the job's row, never in a response."""
-        async with self.job_slots, self.jobs.job(spec.kind) as run:
-            # Beyond max_concurrent_jobs, jobs wait "queued", as on a real GPU.
+        # Beyond max_concurrent_jobs, jobs wait "queued", as on a real GPU.
+        async with self.job_slots:
             update: dict[str, Any]
             failed: list[str] = []
-            try:
-                await self.db.update(job.job_id, status="running", started_at=time.time())
-                script = await _optional(run, "script", self._script(prompt), failed) or prompt
-                with run.step("render"):
-                    await self.generate(spec, prompt, job.duration_seconds, job.priority)
-                await _optional(run, "narration", self._narrate(script), failed)
-            except Exception as exc:
-                run.set_outcome("failed")
-                update = {"status": "failed", "error": _reason(exc)[:500]}
-            else:
-                size = result_size(spec.kind, job.duration_seconds)
-                update = {"status": "partial" if failed else "done", "result_bytes": size}
-                if failed:
-                    update["error"] = f"partial: {', '.join(failed)} failed"
+            # The job's metrics are recorded before its row says it ended, so whoever sees
+            # the end in the row finds it in a scrape too.
+            async with self.jobs.job(spec.kind) as run:
+                try:
+                    await self.db.update(job.job_id, status="running", started_at=time.time())
+                    script = await _optional(run, "script", self._script(prompt), failed)
+                    with run.step("render"):
+                        await self.generate(spec, prompt, job.duration_seconds, job.priority)
+                    await _optional(run, "narration", self._narrate(script or prompt), failed)
+                except Exception as exc:
+                    run.set_outcome("failed")
+                    update = {"status": "failed", "error": _reason(exc)[:500]}
+                else:
+                    size = result_size(spec.kind, job.duration_seconds)
+                    update = {"status": "partial" if failed else "done", "result_bytes": size}
+                    if failed:
+                        update["error"] = f"partial: {', '.join(failed)} failed"
             update["finished_at"] = time.time()
             try:
                 await self.db.update(job.job_id, **update)

@@ -7,17 +7,28 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from inferwatch.alerts.thresholds import Thresholds
-from inferwatch.reports import bottleneck, calibrate, charts, criteria, output
+from inferwatch.alerts.thresholds import Levels, Thresholds
+from inferwatch.reports import bottleneck, calibrate, charts, cost, criteria, output
 from inferwatch.reports.collect import collect
 from inferwatch.reports.query import Window
 
 
+def fault_ratio(thresholds: Thresholds) -> float | None:
+    """The error ratio above which the window counts as faulty: APIHighErrorRate's warning."""
+    levels = thresholds.signals.get("api_error_rate")
+    warning = levels.warning if isinstance(levels, Levels) else None
+    return None if warning is None else float(warning)
+
+
 def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict, list[Path]]:
     window = Window(args.start, args.end, args.job)
-    figures = collect(args.prometheus, window, quiet=args.quiet)
+    figures = collect(
+        args.prometheus, window, quiet=args.quiet, fault_ratio=fault_ratio(thresholds)
+    )
+    quantities = figures["cost"]
     report: dict[str, Any] = {
         "figures": figures,
+        "cost": cost.price(quantities["hours"], quantities["jobs"], thresholds.cost),
         "bottlenecks": bottleneck.rank(figures, thresholds),
         "check": [
             {**dataclasses.asdict(r), "line": r.line()} for r in criteria.check(figures, thresholds)

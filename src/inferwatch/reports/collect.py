@@ -11,11 +11,17 @@ import math
 from typing import Any
 
 from inferwatch.dashboards.prometheus import Prometheus
+from inferwatch.reports import recovery
 from inferwatch.reports.query import Reader, Window
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 HTTP = "http_server_request_duration_seconds"
 INFERENCE = "inferwatch_inference_request_duration_seconds"
+CLIENT = "http_client_request_duration_seconds"
+OPERATION = "db_client_operation_duration_seconds"
+MEMORY_INCREASE = "inferwatch_job_memory_increase_bytes"
+ERROR_RATIO = "job:http_server_request_errors:ratio_rate5m"
+GIB = 2**30
 
 
 def _quantiles(r: Reader, metric: str, by: tuple[str, ...], extra: str = "") -> dict:
@@ -211,6 +217,160 @@ def websocket(r: Reader) -> dict[str, Any]:
     }
 
 
+def db_operations(r: Reader) -> list[dict[str, Any]]:
+    """Database and Redis commands per pool; SQL and Redis share the histogram and are told
+    apart by ``db_system_name``."""
+    by = ("db_system_name", "db_client_connection_pool_name")
+    counts = r.delta(f"{OPERATION}_count", by)
+    quantiles = _quantiles(r, OPERATION, by)
+    return [
+        {
+            "system": system,
+            "pool": pool,
+            "operations": round(n),
+            "seconds": quantiles.get((system, pool), {}),
+        }
+        for (system, pool), n in sorted(counts.items())
+        if n > 0
+    ]
+
+
+def _by_first(found: dict[tuple[str, ...], float]) -> dict[str, dict[str, int]]:
+    """``{(a, b): n}`` -> ``{a: {b: n}}``, whole counts, zeros left out."""
+    out: dict[str, dict[str, int]] = {}
+    for (first, second), n in found.items():
+        if round(n) > 0:
+            out.setdefault(first, {})[second] = round(n)
+    return out
+
+
+def upstream(r: Reader) -> list[dict[str, Any]]:
+    """Each dependency: calls by outcome, retries by cause, attempts, the retry recovery rate
+    and its circuit breaker (openings, recoveries, their mean duration: an MTTR)."""
+    w = r.window
+    outcomes = _by_first(r.delta("inferwatch_upstream_calls_total", ("peer", "outcome")))
+    causes = _by_first(r.delta("inferwatch_upstream_retries_total", ("peer", "error_type")))
+    attempts = _by_first(r.delta(f"{CLIENT}_count", ("peer", "error_type")))
+    latency = _quantiles(r, CLIENT, ("peer",))
+    entered = _by_first(r.delta("inferwatch_upstream_circuit_transitions_total", ("peer", "state")))
+    outage_sum = r.delta("inferwatch_upstream_circuit_recovery_seconds_sum", ("peer",))
+    outage_count = r.delta("inferwatch_upstream_circuit_recovery_seconds_count", ("peer",))
+    not_closed = r.values(
+        f'sum by (peer) (inferwatch_upstream_circuit_state{{{w.sel}, state!="closed"}})', ("peer",)
+    )
+    peers = sorted(set(outcomes) | set(attempts) | {k[0] for k in not_closed})
+    out = []
+    for peer in peers:
+        calls = outcomes.get(peer, {})
+        first_failed = calls.get("recovered", 0) + calls.get("failed", 0)
+        recoveries = round(outage_count.get((peer,), 0))
+        tried = attempts.get(peer, {})
+        out.append(
+            {
+                "peer": peer,
+                "calls": sum(calls.values()),
+                "outcomes": calls,
+                "retries": sum(causes.get(peer, {}).values()),
+                "retry_causes": causes.get(peer, {}),
+                "attempts": sum(tried.values()),
+                "failed_attempts": sum(n for cause, n in tried.items() if cause),
+                "attempt_seconds": latency.get((peer,), {}),
+                "recovery_rate": _ratio(calls.get("recovered", 0), first_failed),
+                "breaker": {
+                    "opened": entered.get(peer, {}).get("open", 0),
+                    "recoveries": recoveries,
+                    "mttr_seconds": _ratio(outage_sum.get((peer,), 0.0), recoveries),
+                    "not_closed_at_end": round(not_closed.get((peer,), 0)),
+                },
+            }
+        )
+    return out
+
+
+def jobs(r: Reader) -> list[dict[str, Any]]:
+    """Jobs per kind: outcomes, steps and the resident memory each added."""
+    outcomes = _by_first(r.delta("inferwatch_jobs_total", ("kind", "outcome")))
+    steps = r.delta("inferwatch_job_steps_total", ("kind", "step", "outcome"))
+    added = _quantiles(r, MEMORY_INCREASE, ("kind",))
+    added_sum = r.delta(f"{MEMORY_INCREASE}_sum", ("kind",))
+    added_count = r.delta(f"{MEMORY_INCREASE}_count", ("kind",))
+    out = []
+    for kind in sorted(outcomes):
+        by_step: dict[str, dict[str, int]] = {}
+        for (k, step, outcome), n in steps.items():
+            if k == kind and round(n) > 0:
+                by_step.setdefault(step, {})[outcome] = round(n)
+        out.append(
+            {
+                "kind": kind,
+                "jobs": sum(outcomes[kind].values()),
+                "outcomes": outcomes[kind],
+                "steps": by_step,
+                "memory_increase_bytes": added.get((kind,), {}),
+                "memory_increase_bytes_avg": _ratio(
+                    added_sum.get((kind,), 0.0), added_count.get((kind,), 0.0)
+                ),
+            }
+        )
+    return out
+
+
+def job_memory_growth(r: Reader) -> dict[str, float]:
+    """Per instance, the highest memory growth over the last jobs seen in the window."""
+    w = r.window
+    expr = (
+        f"max by (instance) (max_over_time(inferwatch_job_memory_growth_ratio{{{w.sel}}}"
+        f"[{w.range}]))"
+    )
+    return {k[0]: v for k, v in r.values(expr, ("instance",)).items()}
+
+
+def cost_quantities(r: Reader) -> dict[str, Any]:
+    """Resource-hours the service used in the window (what :mod:`.cost` prices)."""
+    w = r.window
+    hours = w.seconds / 3600
+    service = f"group by (job, instance) (http_server_active_requests{{{w.sel}}})"
+    cpu = r.delta("process_cpu_seconds_total", (), restrict=f"and on (job, instance) {service}")
+    rss = _over_time(r, f"sum(instance:process_resident_memory_bytes:sum{{{w.sel}}})", ())
+    gpus = _over_time(r, "count(inferwatch_gpu_memory_total_bytes)", ())
+    instances = _over_time(r, f"count({service})", ())
+    jobs = r.delta("inferwatch_jobs_total", ())
+
+    def hours_of(found: dict[str, dict], scale: float = 1.0) -> float | None:
+        average = found.get("all", {}).get("avg")
+        return None if average is None else average / scale * hours
+
+    core_seconds = cpu.get(())
+    return {
+        "hours": {
+            "cpu": None if core_seconds is None else core_seconds / 3600,
+            "memory_gib": hours_of(rss, GIB),
+            "gpu": hours_of(gpus),
+            "instance": hours_of(instances),
+        },
+        "jobs": round(jobs.get((), 0.0)),
+    }
+
+
+def error_faults(r: Reader, threshold: float | None) -> dict[str, Any]:
+    """Stretches of each job's 5m error ratio above ``threshold`` and the mean time they
+    took to recover (see :mod:`.recovery`)."""
+    if threshold is None:
+        return {"threshold": None, "jobs": {}}
+    w = r.window
+    step = max(1.0, w.seconds / 1000)
+    found: dict[str, Any] = {}
+    for series in r.series(f"max by (job) ({ERROR_RATIO}{{{w.sel}}})", step):
+        samples = [(float(t), float(v)) for t, v in series["values"]]
+        episodes = recovery.episodes(samples, threshold)
+        if episodes:
+            found[series["metric"].get("job", "")] = {
+                "episodes": episodes,
+                "mttr_seconds": recovery.mean_recovery(episodes),
+            }
+    return {"threshold": threshold, "step_seconds": step, "jobs": found}
+
+
 def queue(r: Reader) -> dict[str, Any]:
     w = r.window
     depth = _over_time(r, f"sum(inferwatch_queue_depth{{{w.sel}}})", ())
@@ -224,8 +384,15 @@ def queue(r: Reader) -> dict[str, Any]:
     }
 
 
-def collect(prometheus_url: str, window: Window, *, quiet: bool = False) -> dict[str, Any]:
-    """Every figure of the report, without the analysis (see :mod:`.analysis`)."""
+def collect(
+    prometheus_url: str,
+    window: Window,
+    *,
+    quiet: bool = False,
+    fault_ratio: float | None = None,
+) -> dict[str, Any]:
+    """Every figure of the report, without the analysis (see :mod:`.build`); an error ratio
+    above ``fault_ratio`` is a fault whose recovery is timed."""
     r = Reader(Prometheus(prometheus_url), window, quiet=quiet)
     route_rows, totals = routes(r)
     figures = {
@@ -240,6 +407,7 @@ def collect(prometheus_url: str, window: Window, *, quiet: bool = False) -> dict
         "models": models(r),
         "resources": resources(r),
         "pools": pools(r),
+        "db_operations": db_operations(r),
         "caches": caches(r),
         "websocket": websocket(r),
         "queue": queue(r),
@@ -247,5 +415,10 @@ def collect(prometheus_url: str, window: Window, *, quiet: bool = False) -> dict
     }
     figures["memory_leak"] = {
         "rss_growth_bytes_per_second": figures["resources"]["rss_growth_bytes_per_second"],
+        "job_memory_growth": job_memory_growth(r),
     }
+    figures["upstream"] = upstream(r)
+    figures["jobs"] = jobs(r)
+    figures["cost"] = cost_quantities(r)
+    figures["error_faults"] = error_faults(r, fault_ratio)
     return figures

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inferwatch.dashboards.prometheus import Prometheus, QueryError
+from inferwatch.dashboards.prometheus import Prometheus, QueryError, Series
 
 Key = tuple[str, ...]
 
@@ -64,13 +64,17 @@ class Reader:
         found = self.values(expr, ())
         return found.get((), None)
 
-    def delta(self, metric: str, by: Sequence[str], extra: str = "") -> dict[Key, float]:
+    def delta(
+        self, metric: str, by: Sequence[str], extra: str = "", restrict: str = ""
+    ) -> dict[Key, float]:
         """Exact counter increase over the window: the value at the end minus the value at the
         start (0 for series born inside the window). ``increase()`` would extrapolate, and
-        the counts must match what the load generator sent, request for request."""
+        the counts must match what the load generator sent, request for request.
+        ``restrict`` follows the selector, e.g. ``and on (job, instance) <targets>``."""
         labels = ", ".join(by)
         matchers = ", ".join(m for m in (self.window.sel, extra) if m)
-        expr = f"sum by ({labels}) ({metric}{{{matchers}}})"
+        selected = f"{metric}{{{matchers}}}" + (f" {restrict}" if restrict else "")
+        expr = f"sum by ({labels}) ({selected})"
         end = self.values(expr, by)
         start = self.values(expr, by, at=self.window.start)
         out = {}
@@ -79,16 +83,19 @@ class Reader:
             out[key] = value - before if value >= before else value  # a reset: count anew
         return out
 
-    def alerts(self, step: float) -> list[dict[str, object]]:
-        """Every alert firing at some point of the window, with when it was seen firing."""
-        expr = 'ALERTS{alertstate="firing"}'
+    def series(self, expr: str, step: float) -> list[Series]:
+        """A range query over the window: ``[{"metric": {...}, "values": [[t, "v"], ...]}]``."""
         self._progress(expr)
         w = self.window
         try:
-            result = self.prometheus.query_range(expr, w.start, w.end, step)
+            return self.prometheus.query_range(expr, w.start, w.end, step)
         except QueryError as exc:
             print(f"report: query failed: {exc}", file=sys.stderr)
             return []
+
+    def alerts(self, step: float) -> list[dict[str, object]]:
+        """Every alert firing at some point of the window, with when it was seen firing."""
+        result = self.series('ALERTS{alertstate="firing"}', step)
         found = []
         for series in result:
             labels = {k: v for k, v in series["metric"].items() if k not in ("__name__",)}

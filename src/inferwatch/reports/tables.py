@@ -41,6 +41,12 @@ def _evidence(value: Any) -> str:
     return str(value)
 
 
+def _verdict(result: dict[str, Any]) -> str:
+    if not result.get("judged", True):
+        return "n/a"
+    return "ok" if result["passed"] else "**FAILED**"
+
+
 def tables(report: dict[str, Any]) -> list[Table]:
     f = report["figures"]
     out = []
@@ -126,6 +132,86 @@ def tables(report: dict[str, Any]) -> list[Table]:
             ],
         )
     )
+    out.append(
+        Table(
+            "Database and Redis commands",
+            ["System", "Pool", "Commands", "P50", "P90", "P99"],
+            [
+                [o["system"], o["pool"], str(o["operations"]),
+                 *(ms(o["seconds"].get(k)) for k in ("p50", "p90", "p99"))]
+                for o in f.get("db_operations", [])
+            ],
+        )
+    )  # fmt: skip
+    out.append(
+        Table(
+            "Dependencies",
+            ["Peer", "Calls", "Outcomes", "Retries", "Recovery", "Attempt P95",
+             "Breaker opened", "Recoveries", "MTTR"],
+            [
+                [u["peer"], str(u["calls"]),
+                 ", ".join(f"{k}={v}" for k, v in sorted(u["outcomes"].items())) or "-",
+                 str(u["retries"]), pct(u["recovery_rate"]), ms(u["attempt_seconds"].get("p95")),
+                 str(u["breaker"]["opened"]), str(u["breaker"]["recoveries"]),
+                 num(u["breaker"]["mttr_seconds"], "{:.1f} s")]
+                for u in f.get("upstream", [])
+            ],
+            "Recovery: calls a retry saved, of those whose first attempt failed. MTTR: mean "
+            "time from a breaker opening to it closing again.",
+        )
+    )  # fmt: skip
+    faults = f.get("error_faults", {})
+    out.append(
+        Table(
+            "Error-rate faults",
+            ["Job", "Faults", "Recovered", "Longest", "MTTR"],
+            [
+                [job, str(len(e["episodes"])), str(sum(x["recovered"] for x in e["episodes"])),
+                 num(max(x["seconds"] for x in e["episodes"]), "{:.0f} s"),
+                 num(e["mttr_seconds"], "{:.0f} s")]
+                for job, e in sorted(faults.get("jobs", {}).items())
+            ],
+            f"A fault: the 5m error ratio above {pct(faults.get('threshold'))}, until it is "
+            "back below.",
+        )
+    )  # fmt: skip
+    growth = f["memory_leak"].get("job_memory_growth", {})
+    out.append(
+        Table(
+            "Jobs",
+            ["Kind", "Jobs", "Outcomes", "Failed steps", "Memory added P95", "Memory added avg"],
+            [
+                [j["kind"], str(j["jobs"]),
+                 ", ".join(f"{k}={v}" for k, v in sorted(j["outcomes"].items())),
+                 ", ".join(f"{s}={o['failed']}" for s, o in sorted(j["steps"].items())
+                           if o.get("failed")) or "-",
+                 mib(j["memory_increase_bytes"].get("p95")), mib(j["memory_increase_bytes_avg"])]
+                for j in f.get("jobs", [])
+            ],
+            "Memory growth over the last jobs, highest in the window: "
+            + (", ".join(f"{k} {pct(v)}" for k, v in sorted(growth.items())) or "-") + ".",
+        )
+    )  # fmt: skip
+    priced = report.get("cost")
+    if priced is not None:
+        currency = priced["currency"]
+        rows = [
+            [resource.replace("_", " "), f"{line['hours']:.4g}",
+             f"{line['price_per_hour']:g} {currency}", f"{line['cost']:.4g} {currency}"]
+            for resource, line in priced["by_resource"].items()
+        ]  # fmt: skip
+        rows.append(["total", "", "", f"{priced['total']:.4g} {currency}"])
+        out.append(
+            Table(
+                "Cost",
+                ["Resource", "Hours used", "Price per hour", "Cost"],
+                rows,
+                f"{priced['jobs']} jobs: "
+                + num(priced["per_job"], f"{{:.4g}} {currency} per job, ")
+                + num(priced["per_1000_jobs"], f"{{:.4g}} {currency} per 1000 jobs")
+                + ", at the thresholds file's prices.",
+            )
+        )
     ws = f["websocket"]
     out.append(
         Table(
@@ -153,8 +239,7 @@ def tables(report: dict[str, Any]) -> list[Table]:
                 "Production readiness",
                 ["Result", "Criterion", "Subject", "Measured", "Limit"],
                 [
-                    ["ok" if r["passed"] else "**FAILED**", r["criterion"], r["subject"],
-                     r["measured"], r["limit"]]
+                    [_verdict(r), r["criterion"], r["subject"], r["measured"], r["limit"]]
                     for r in report["check"]
                 ],
             )

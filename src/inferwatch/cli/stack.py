@@ -15,6 +15,16 @@ PORT_FLAGS = ("prometheus", "alertmanager", "alert_sink", "demo", "exporter")
 BACKEND_NAMES = {"redis": "Redis", "postgres": "PostgreSQL"}
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's help ends with its default, where it has one worth reading (not for
+    switches that are off, nor options that are unset unless given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, []):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def add_parser(subparsers: Any) -> None:
     stack = subparsers.add_parser("stack", help="run the local monitoring stack")
     actions = stack.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -23,7 +33,7 @@ def add_parser(subparsers: Any) -> None:
         help="start demo/service, Redis, PostgreSQL, exporter, Prometheus, Alertmanager and "
         "the alert sink",
         description="Start the stack in the foreground; Ctrl-C stops it and keeps its data.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     from inferwatch.stack.settings import Ports
 
@@ -32,9 +42,12 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         default=Path(".inferwatch"),
+        metavar="DIR",
         help="configs, logs, Prometheus's and PostgreSQL's data",
     )
-    up.add_argument("--host", default="127.0.0.1", help="address every component binds")
+    up.add_argument(
+        "--host", default="127.0.0.1", metavar="ADDR", help="address every component binds"
+    )
     for name in PORT_FLAGS:
         up.add_argument(
             f"--{name.replace('_', '-')}-port",
@@ -50,7 +63,9 @@ def add_parser(subparsers: Any) -> None:
         metavar="HOST:PORT",
         help="also scrape your own service's /metrics (repeatable)",
     )
-    up.add_argument("--service-job", default="ai-service", help="job label for --service")
+    up.add_argument(
+        "--service-job", default="ai-service", metavar="JOB", help="job label for --service"
+    )
     up.add_argument(
         "--service-token-file",
         type=Path,
@@ -76,9 +91,14 @@ def add_parser(subparsers: Any) -> None:
         metavar="F",
         help="multiply the demo's simulated model delays (0.01 runs 100 times faster)",
     )
-    up.add_argument("--scrape-interval", default="15s", help="how often Prometheus scrapes")
     up.add_argument(
-        "--evaluation-interval", default="15s", help="how often Prometheus evaluates rules"
+        "--scrape-interval", default="15s", metavar="DURATION", help="how often Prometheus scrapes"
+    )
+    up.add_argument(
+        "--evaluation-interval",
+        default="15s",
+        metavar="DURATION",
+        help="how often Prometheus evaluates rules",
     )
     up.add_argument(
         "--thresholds",

@@ -36,7 +36,12 @@ class StackStatus:
         )
 
     def line(self) -> str:
-        state = f"targets up {self.targets_up}/{self.targets_total}"
+        # Prometheus answers a moment before it has loaded its scrape configuration.
+        state = (
+            f"targets up {self.targets_up}/{self.targets_total}"
+            if self.targets_total
+            else ("no targets loaded yet")
+        )
         problems = [f"down: {', '.join(self.down)}"] if self.down else []
         if self.waiting:
             problems.append(f"waiting for first scrape: {', '.join(self.waiting)}")

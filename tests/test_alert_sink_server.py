@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import urllib.error
 from pathlib import Path
@@ -145,3 +146,13 @@ def test_a_token_file_guards_the_sink_and_the_client_sends_it(tmp_path: Path) ->
         assert "cli-t0ken" not in repr(client)
         log = server.log()
     assert "auth: on" in log and "cli-t0ken" not in log
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    with socket.create_server((LOOPBACK, 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            sink_command(port), capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 1
+    assert f"cannot listen on {LOOPBACK}:{port}: Address already in use" in result.stderr

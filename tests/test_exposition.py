@@ -175,7 +175,8 @@ def test_separate_port_localhost_only_with_auth() -> None:
 def test_port_in_use_is_a_clear_error() -> None:
     server = inferwatch.start_metrics_server(0, host="127.0.0.1", registry=CollectorRegistry())
     try:
-        with pytest.raises(OSError, match=f"cannot serve metrics on 127.0.0.1:{server.port}"):
+        expected = rf"cannot serve metrics on 127\.0\.0\.1:{server.port}: Address already in use$"
+        with pytest.raises(OSError, match=expected):
             inferwatch.start_metrics_server(server.port, host="127.0.0.1")
     finally:
         server.shutdown()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from collections.abc import MutableMapping
@@ -259,9 +260,15 @@ def uvicorn_settings(limits: ServerLimits, *, quiet: bool = False) -> MutableMap
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port`` with a queue of :data:`LISTEN_BACKLOG`."""
+    """A socket listening on ``host:port`` with a queue of :data:`LISTEN_BACKLOG`. Raises
+    OSError with the bare reason (``socket.create_server`` appends the address to it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    try:
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as exc:
+        if not exc.errno:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno)) from None
 
 
 def deepen(sock: socket.socket) -> None:

@@ -1,7 +1,8 @@
 """Multiprocess mode: exact totals across `uvicorn --workers N` / gunicorn workers.
 
-Values live in prometheus_client's per-process mmap files (``<type>_<pid>.db`` in
-``PROMETHEUS_MULTIPROC_DIR``) and are merged at scrape time. prometheus_client alone keeps
+Values live in per-process mmap files in prometheus_client's format (``<type>_<pid>.db`` in
+``PROMETHEUS_MULTIPROC_DIR``), written through :mod:`inferwatch.metrics.store` and merged at
+scrape time by :mod:`inferwatch.metrics.reader`. prometheus_client alone keeps
 the files of every worker that ever ran, so the directory and the scrape time grow with each
 restart, and a SIGKILLed worker's live gauges stay forever unless someone calls
 ``mark_process_dead``. :class:`CompactingCollector` fixes both at scrape time: files of dead

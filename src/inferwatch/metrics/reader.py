@@ -301,8 +301,3 @@ class DirectoryReader:
             layout.append((head, list(groups.values())))
         self._layout = layout
         return layout
-
-    def close(self) -> None:
-        for file in self._files.values():
-            file.close()
-        self._files.clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import socket
 import subprocess
@@ -28,6 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from inferwatch.demo.generation import wav
+from inferwatch.metrics.multiprocess import ENV_VAR as MULTIPROC_ENV
 
 SPEECH_SECONDS_PER_CHAR = 0.06  # how long the spoken text lasts
 UNAVAILABLE = 503
@@ -146,8 +148,12 @@ class UpstreamProcess:
             command += ["--time-scale", repr(self._time_scale)]
             if self._seed is not None:
                 command += ["--seed", str(self._seed)]
+            # Not the demo's multiprocess directory: the service's metrics are its own, and
+            # written there they would be merged into the demo's scrape.
+            env = {k: v for k, v in os.environ.items() if k != MULTIPROC_ENV}
             self._process = spawn(
                 with_lifeline(command),
+                env=env,
                 pass_fds=(sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

@@ -9,12 +9,35 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 TOKEN_ENV = "INFERWATCH_METRICS_TOKEN"
 TOKEN_FILE_ENV = "INFERWATCH_METRICS_TOKEN_FILE"
+# The exit status uvicorn (STARTUP_FAILURE) and gunicorn (WORKER_BOOT_ERROR) both read as "this
+# worker cannot start, and would fail the same way again": they stop instead of restarting it.
+STARTUP_FAILURE = 3
+_MAKE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))' > {path}"
+
+log = logging.getLogger("inferwatch.exposition")
+
+
+class MetricsAuthError(ValueError, SystemExit):
+    """The credentials :meth:`MetricsAuth.from_env` was told to use cannot be read.
+
+    A :class:`ValueError` to code that handles it; left unhandled, as when the app module
+    calls ``from_env()`` at import under uvicorn or gunicorn, it ends the process like
+    ``sys.exit(3)``: no traceback of the server's import machinery, and a supervisor that
+    stops rather than restarting the worker in a loop. The message is logged once when it is
+    raised, since an exit status prints nothing.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = STARTUP_FAILURE
 
 
 def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
@@ -59,9 +82,21 @@ class MetricsAuth:
     ) -> MetricsAuth | None:
         """A bearer token from the file named by ``$file_env`` or else from ``$token_env``
         ($INFERWATCH_METRICS_TOKEN_FILE and $INFERWATCH_METRICS_TOKEN by default), or None
-        when neither is set."""
-        if os.environ.get(file_env):
-            return cls.bearer(read_secret_file(os.environ[file_env], f"token (${file_env})"))
+        when neither is set.
+
+        A token file that is missing, unreadable or empty raises :class:`MetricsAuthError`,
+        whose one-line message names the file and says how to create it."""
+        if path := os.environ.get(file_env):
+            try:
+                return cls.bearer(read_secret_file(path, f"token (${file_env})"))
+            except ValueError as exc:
+                quoted = shlex.quote(path)
+                error = MetricsAuthError(
+                    f"{exc}; create it with {_MAKE_TOKEN.format(path=quoted)} && chmod 600 "
+                    f"{quoted}, or set ${file_env} to the file that holds the token"
+                )
+            log.error("%s", error)
+            raise error
         if os.environ.get(token_env):
             return cls.bearer(os.environ[token_env])
         return None

@@ -259,12 +259,15 @@ def uvicorn_settings(limits: ServerLimits, *, quiet: bool = False) -> MutableMap
     }
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port`` with a queue of :data:`LISTEN_BACKLOG`. Raises
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A socket listening on ``host:port`` with a queue of :data:`LISTEN_BACKLOG`, shared
+    with other processes that bind it with ``reuse_port`` too (``SO_REUSEPORT``). Raises
     OSError with the bare reason (``socket.create_server`` appends the address to it)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+        return socket.create_server(
+            (host, port), family=family, backlog=LISTEN_BACKLOG, reuse_port=reuse_port
+        )
     except OSError as exc:
         if not exc.errno:
             raise

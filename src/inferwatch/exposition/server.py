@@ -4,12 +4,22 @@ The port is served by uvicorn with :mod:`inferwatch.exposition.protocol`'s limit
 daemon thread running an event loop of its own: no signal handlers, no logging set-up, no
 lifespan, nothing the host application would notice. The same server carries the standalone
 exporter (:mod:`inferwatch.exporters.server`).
+
+Under several workers (``uvicorn --workers N``, gunicorn) every worker runs the app module
+and so calls :func:`start_metrics_server` with the same port. In multiprocess mode each
+worker can answer for all of them, so every worker binds the port with ``SO_REUSEPORT`` and
+the kernel hands each scrape to one of them. Without it a worker answers for itself only,
+and a port shared that way would give each scrape one worker's numbers: the first worker
+serves the port, and the others say once why they do not and carry on serving requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
+import socket
 import threading
 from types import ModuleType
 from typing import Any
@@ -20,6 +30,7 @@ from inferwatch.exposition.asgi import MetricsApp, respond
 from inferwatch.exposition.auth import MetricsAuth
 from inferwatch.exposition.limits import ServerLimits
 from inferwatch.exposition.render import Scrape
+from inferwatch.metrics import multiprocess
 
 METRICS_PATHS = ("/metrics", "/")
 NOT_FOUND = Scrape(404, [("Content-Type", "text/plain; charset=utf-8")], b"Not Found\n")
@@ -48,7 +59,8 @@ class MetricsServer:
 
     ``.port`` and ``.server_address`` tell where it listens; ``.shutdown()`` stops it
     (responses under way get a moment to finish) and ``.server_close()`` also releases the
-    port, as on :class:`socketserver.BaseServer`.
+    port, as on :class:`socketserver.BaseServer`. ``reuse_port`` lets other processes
+    listen on the same port (``SO_REUSEPORT``), each taking a share of the connections.
     """
 
     def __init__(
@@ -60,6 +72,7 @@ class MetricsServer:
         limits: ServerLimits | None = None,
         what: str = "metrics",
         thread_name: str = "inferwatch-metrics",
+        reuse_port: bool = False,
     ) -> None:
         self._protocol = _protocol()
         self.app = app
@@ -67,7 +80,7 @@ class MetricsServer:
         self._settings = self._protocol.uvicorn_settings(self.limits, quiet=True)
         try:
             # Bound here, not in the thread: a port in use is the caller's error to handle.
-            self.socket = self._protocol.listening_socket(host, port)
+            self.socket = self._protocol.listening_socket(host, port, reuse_port=reuse_port)
         except OSError as exc:
             raise OSError(
                 exc.errno, f"cannot serve {what} on {host}:{port}: {exc.strerror}"
@@ -181,13 +194,43 @@ def start_metrics_server(
     registry: Collector = REGISTRY,
     auth: MetricsAuth | None = None,
     limits: ServerLimits | None = None,
-) -> MetricsServer:
+) -> MetricsServer | None:
     """Serve /metrics on ``host:port`` in a daemon thread. ``host="127.0.0.1"`` keeps it
     reachable from this machine only (a sidecar or node agent scrapes it). Port 0 picks a
     free port: read it back from ``.port``.
+
+    In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) every worker of the service binds
+    the port (``SO_REUSEPORT``) and any of them answers a scrape with every worker's values.
+    Otherwise a port in use is not the service's failure: it is logged once, as a warning
+    that says what to do, and None is returned; the app keeps serving requests. Other bind
+    errors (a host that is not this machine's, a privileged port) raise :class:`OSError`.
 
     ``limits`` bounds what clients may cost (see :class:`ServerLimits`: 5 s to send a
     request, 60 s idle, 64 connections by default), so no number of slow or idle clients
     can take descriptors or threads from the service.
     """
-    return MetricsServer(MetricsPort(MetricsApp(registry, auth=auth)), host, port, limits=limits)
+    shared = multiprocess.configured() and hasattr(socket, "SO_REUSEPORT")
+    app = MetricsPort(MetricsApp(registry, auth=auth))
+    try:
+        return MetricsServer(app, host, port, limits=limits, reuse_port=shared)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    if shared:
+        why = "held by a process that does not share it (SO_REUSEPORT)"
+        todo = "stop that process or choose another port"
+    else:
+        why = "in use"
+        todo = (
+            f"with several workers set {multiprocess.ENV_VAR} to an empty directory before "
+            "starting them, so that every worker shares the port and answers for all of them"
+        )
+    log.warning(
+        "metrics port %s:%d is %s, so process %d serves requests but not /metrics: %s",
+        host,
+        port,
+        why,
+        os.getpid(),
+        todo,
+    )
+    return None

@@ -21,6 +21,7 @@ from inferwatch.ai.cache import (
     cache_set,
     instrumented_cache,
 )
+from inferwatch.ai.genai import GenAIMetrics, GenAIRequest, GenAISet, genai_set
 from inferwatch.ai.inference import (
     InferenceMetrics,
     InferenceRequest,
@@ -39,15 +40,17 @@ from inferwatch.ai.upstream import Upstream, UpstreamSet, is_transient, upstream
 
 def define_metrics(
     registry: CollectorRegistry,
-) -> tuple[ModelSet, InferenceSet, CacheSet, UpstreamSet, JobSet]:
+) -> tuple[ModelSet, InferenceSet, CacheSet, UpstreamSet, JobSet, GenAISet]:
     """Create every AI metric in ``registry`` with default buckets (for catalogues and for
-    exposing empty families before first use)."""
+    exposing empty families before first use); the GenAI names are opt-in for services, but
+    the catalogue lists them."""
     return (
         model_set(registry),
         inference_set(registry),
         cache_set(registry),
         upstream_set(registry),
         job_set(registry),
+        genai_set(registry),
     )
 
 
@@ -61,6 +64,8 @@ __all__ = [
     "CacheUnavailable",
     "CircuitBreaker",
     "CircuitOpenError",
+    "GenAIMetrics",
+    "GenAIRequest",
     "InferenceMetrics",
     "InferenceRequest",
     "InstrumentedCache",

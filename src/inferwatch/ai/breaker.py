@@ -49,6 +49,10 @@ class Permit:
     trial: bool
 
 
+_PERMIT = Permit(trial=False)
+_TRIAL = Permit(trial=True)
+
+
 class CircuitBreaker:
     """Consecutive-failure breaker; thread-safe and never blocking (see the module text)."""
 
@@ -91,14 +95,14 @@ class CircuitBreaker:
         """A permit for one call, or :class:`CircuitOpenError` while the breaker is open (or
         half-open with its probe still under way)."""
         with self._lock:
+            if self._state == CLOSED:  # the common case: no clock read, no allocation
+                return _PERMIT
             now = self._clock()
             events = self._expire(now)
-            state = self._state
-            if state == HALF_OPEN and not self._trial:
+            permit = None
+            if self._state == HALF_OPEN and not self._trial:
                 self._trial = True
-                permit: Permit | None = Permit(trial=True)
-            else:
-                permit = Permit(trial=False) if state == CLOSED else None
+                permit = _TRIAL
             wait = max(0.0, self._opened_at + self.reset_timeout - now)
         self._notify(events)
         if permit is None:
@@ -107,16 +111,20 @@ class CircuitBreaker:
 
     def record(self, permit: Permit, failed: bool) -> None:
         """How the permitted call ended: ``failed`` when the dependency failed it."""
+        events: list[tuple[str, str, float | None]] = []
         with self._lock:
-            now = self._clock()
-            events: list[tuple[str, str, float | None]] = []
             if permit.trial:
                 self._trial = False
                 if self._state == HALF_OPEN:
+                    now = self._clock()
                     events.append(self._open(now) if failed else self._close(now))
             elif self._state == CLOSED:
-                self._failures = self._failures + 1 if failed else 0
+                if not failed:
+                    self._failures = 0
+                    return
+                self._failures += 1
                 if self._failures >= self.failure_threshold:
+                    now = self._clock()
                     self._outage_start = now
                     events.append(self._open(now))
         self._notify(events)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
+import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -21,6 +24,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 import inferwatch
 from inferwatch import MetricsAuth
 from inferwatch.exposition.auth import read_secret_file
+from inferwatch.exposition.server import MetricsServer
 
 pytestmark = pytest.mark.anyio
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
@@ -172,15 +176,51 @@ def test_separate_port_localhost_only_with_auth() -> None:
         server.server_close()
 
 
-def test_port_in_use_is_a_clear_error() -> None:
+def test_port_in_use_is_a_warning_and_the_service_carries_on(caplog) -> None:
     server = inferwatch.start_metrics_server(0, host="127.0.0.1", registry=CollectorRegistry())
+    assert server is not None
     try:
+        with caplog.at_level(logging.WARNING, logger="inferwatch.exposition"):
+            assert inferwatch.start_metrics_server(server.port, host="127.0.0.1") is None
+        assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+            (
+                "WARNING",
+                f"metrics port 127.0.0.1:{server.port} is in use, so process {os.getpid()} "
+                "serves requests but not /metrics: with several workers set "
+                "PROMETHEUS_MULTIPROC_DIR to an empty directory before starting them, so that "
+                "every worker shares the port and answers for all of them",
+            )
+        ]
+        # A server of its own (the exporter's) still fails: the port is all it is there for.
         expected = rf"cannot serve metrics on 127\.0\.0\.1:{server.port}: Address already in use$"
         with pytest.raises(OSError, match=expected):
-            inferwatch.start_metrics_server(server.port, host="127.0.0.1")
+            MetricsServer(server.app, "127.0.0.1", server.port)
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_missing_token_file_says_how_to_create_it(tmp_path, monkeypatch, caplog) -> None:
+    missing = tmp_path / "my token"
+    monkeypatch.setenv("INFERWATCH_METRICS_TOKEN_FILE", str(missing))
+    with (
+        caplog.at_level(logging.ERROR, logger="inferwatch.exposition"),
+        pytest.raises(ValueError) as raised,
+    ):
+        MetricsAuth.from_env()
+    quoted = shlex.quote(str(missing))
+    assert str(raised.value) == (
+        f"cannot read token ($INFERWATCH_METRICS_TOKEN_FILE) from file {str(missing)!r}: No "
+        "such file or directory; create it with python -c 'import secrets; "
+        f"print(secrets.token_urlsafe(32))' > {quoted} && chmod 600 {quoted}, or set "
+        "$INFERWATCH_METRICS_TOKEN_FILE to the file that holds the token"
+    )
+    # Unhandled, it ends the process the way a server's supervisor reads as "cannot start".
+    assert isinstance(raised.value, SystemExit) and raised.value.code == 3
+    assert [r.getMessage() for r in caplog.records] == [str(raised.value)]
+    missing.write_text("\n")
+    with pytest.raises(ValueError, match=r"file '.*my token' is empty; create it with"):
+        MetricsAuth.from_env()
 
 
 def test_a_missing_uvicorn_is_a_clear_error() -> None:

@@ -53,7 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prometheus", required=True, metavar="URL")
     parser.add_argument("--start", required=True, type=_time, help="Unix seconds or ISO 8601")
     parser.add_argument("--end", required=True, type=_time, help="Unix seconds or ISO 8601")
-    parser.add_argument("--job", default=".*", help="regex over the job label (default: all)")
+    parser.add_argument(
+        "--job", metavar="REGEX",
+        help="regex over the job label (default: every job scraped in the window but "
+        "inferwatch's own: Prometheus, Alertmanager, the exporter and the alert sink)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path("report"), metavar="DIR")
     parser.add_argument("--format", type=_formats, default=("json", "md", "html"))
     parser.add_argument(

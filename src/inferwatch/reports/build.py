@@ -10,7 +10,7 @@ from typing import Any
 from inferwatch.alerts.thresholds import Levels, Thresholds
 from inferwatch.reports import bottleneck, calibrate, charts, cost, criteria, output
 from inferwatch.reports.collect import collect
-from inferwatch.reports.query import Window
+from inferwatch.reports.query import Window, job_regex, monitored_jobs
 
 
 def fault_ratio(thresholds: Thresholds) -> float | None:
@@ -21,7 +21,12 @@ def fault_ratio(thresholds: Thresholds) -> float | None:
 
 
 def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict, list[Path]]:
-    window = Window(args.start, args.end, args.job)
+    job = args.job
+    if job is None:  # the monitored services: every job scraped but inferwatch's own
+        from inferwatch.dashboards.prometheus import Prometheus
+
+        job = job_regex(monitored_jobs(Prometheus(args.prometheus), args.start, args.end))
+    window = Window(args.start, args.end, job)
     figures = collect(
         args.prometheus, window, quiet=args.quiet, fault_ratio=fault_ratio(thresholds)
     )

@@ -4,13 +4,42 @@ counter deltas, and progress on stderr (a report runs a few dozen queries)."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from inferwatch.dashboards.prometheus import Prometheus, QueryError, Series
+from inferwatch.stack.prometheus_config import JOB_ALERT_SINK, JOB_EXPORTER
 
 Key = tuple[str, ...]
+
+# inferwatch's own infrastructure, by the job names the stack, the compose file and the
+# Kubernetes ServiceMonitors give it. Their HTTP series are not the monitored service's: a
+# report over every job would rank the alert sink's routes beside the service's and judge
+# readiness on them. The exporter's host and GPU figures are read without a job matcher.
+INFRASTRUCTURE_JOBS = ("prometheus", "alertmanager", JOB_EXPORTER, JOB_ALERT_SINK)
+_REGEX_SPECIAL = re.compile(r"([.+*?()|\[\]{}^$\\])")
+
+
+def job_regex(jobs: Sequence[str]) -> str:
+    """A ``job=~"..."`` regex matching exactly ``jobs``, written for a PromQL string (a
+    regex backslash is doubled there). Matches no job at all when ``jobs`` is empty."""
+    if not jobs:
+        return "^$"  # every scraped series has a job: nothing
+    return "|".join(_REGEX_SPECIAL.sub(r"\\\\\1", job) for job in sorted(jobs))
+
+
+def monitored_jobs(prometheus: Prometheus, start: float, end: float) -> list[str]:
+    """The jobs Prometheus scraped during [start, end], inferwatch's own left out."""
+    expr = f"group by (job) (max_over_time(up[{max(1, math.ceil(end - start))}s]))"
+    try:
+        result = prometheus.query(expr, at=end)
+    except QueryError as exc:
+        print(f"report: query failed: {exc}", file=sys.stderr)
+        return []
+    jobs = {series["metric"].get("job", "") for series in result}
+    return sorted(jobs - set(INFRASTRUCTURE_JOBS) - {""})
 
 
 @dataclass(frozen=True)

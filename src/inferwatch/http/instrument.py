@@ -40,8 +40,8 @@ def instrument_app(
     :func:`inferwatch.start_metrics_server` for a separate port, or mount
     :func:`inferwatch.metrics_app` yourself). ``exclude_paths`` are exact request paths left
     uninstrumented; the metrics path is always excluded. ``body_sizes=True`` also records
-    request and response body sizes per (method, route, status), which multiplies the
-    series a route costs (docs/series-budget.md). ``tracing=True`` (needs the
+    request and response body sizes per (method, route, status): 32 series each, beside
+    the request duration's 12 (docs/series-budget.md). ``tracing=True`` (needs the
     ``otel`` extra) creates spans through opentelemetry-instrumentation-fastapi and attaches
     each request's trace id to its latency bucket as an exemplar.
     """

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from inferwatch.alerts import alerting
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.deploy import kubernetes
 from inferwatch.stack import configs
@@ -46,7 +47,9 @@ def kubernetes_alerts(**settings: Any) -> list[dict[str, Any]]:
 
 
 def assert_runbooks_exist(alerts: list[dict[str, Any]]) -> None:
-    assert len({a["alert"] for a in alerts}) == 25
+    # every alert the thresholds define (28 with the defaults), none missing, none extra
+    assert {a["alert"] for a in alerts} == set(alerting.alert_names(load_thresholds()))
+    assert len({a["alert"] for a in alerts}) == 28
     for alert in alerts:
         url = alert["annotations"]["runbook_url"]
         assert url == f"{BASE}/alerts/runbooks/{alert['alert']}.md"

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from inferwatch.alerts import alerting
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.alerts.unit_tests import expand
 from inferwatch.deploy import kubernetes
@@ -72,7 +73,9 @@ def assembled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_alert_carries_the_alertmanager_configs_namespace() -> None:
     amc = manifest("alertmanagerconfig.yaml")
     rules = alert_rules(manifest("prometheusrule.yaml"))
-    assert len({r["alert"] for r in rules}) == 25
+    # every alert the thresholds define (28 with the defaults), none missing, none extra
+    assert {r["alert"] for r in rules} == set(alerting.alert_names(load_thresholds()))
+    assert len({r["alert"] for r in rules}) == 28
     assert {r["labels"].get("namespace") for r in rules} == {amc["metadata"]["namespace"]}
 
 

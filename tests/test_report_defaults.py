@@ -102,3 +102,34 @@ def test_every_job_when_asked(window: Window, tmp_path: Path) -> None:
     assert found[SINK_ROUTE] == SINK_REQUESTS and found[DEMO_ROUTE] == DEMO_REQUESTS
     sink_only = routes(report(window, tmp_path / "sink", "--job", JOB_ALERT_SINK))
     assert sink_only[SINK_ROUTE] == SINK_REQUESTS and DEMO_ROUTE not in sink_only
+
+
+GPU_NOTE = (
+    "Data only on a host with an NVIDIA GPU (the exporter's gpu collector); checked against a "
+    "simulated GPU, not yet on real hardware."
+)
+
+
+def _narrow_axes() -> tuple[object, object]:
+    """An axes the size of a dashboard's third-width panel, on a dashboard-wide figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(15.36, 4), dpi=100)
+    return fig, fig.add_axes((0.34, 0.1, 0.32, 0.8))
+
+
+def test_a_no_data_note_stays_inside_its_panel() -> None:
+    from inferwatch.dashboards.render import _no_data
+
+    fig, ax = _narrow_axes()
+    _no_data(ax, {"description": f"GPU utilization per device. {GPU_NOTE}"})
+    renderer = fig.canvas.get_renderer()
+    panel = ax.get_window_extent(renderer)
+    texts = {t.get_text().replace("\n", " "): t.get_window_extent(renderer) for t in ax.texts}
+    assert set(texts) == {"No data", GPU_NOTE}
+    for text, box in texts.items():
+        assert panel.x0 <= box.x0 and box.x1 <= panel.x1, (text, box, panel)
+        assert panel.y0 <= box.y0 and box.y1 <= panel.y1, (text, box, panel)

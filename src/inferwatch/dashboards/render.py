@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,6 +267,10 @@ def _formatter(unit: str) -> Any:
     return FuncFormatter(lambda v, _pos: format_value(v, unit))
 
 
+def _width_px(ax: Any) -> float:
+    return float(ax.get_position().width * ax.figure.get_figwidth() * ax.figure.dpi)
+
+
 def _no_data(ax: Any, panel: dict[str, Any]) -> None:
     ax.set_axis_off()
     ax.text(
@@ -280,16 +285,18 @@ def _no_data(ax: Any, panel: dict[str, Any]) -> None:
     )
     note = re.search(r"Data only[^.]*\.", panel.get("description", ""))
     if note:
+        # Wrapped to the panel by hand: matplotlib's wrap=True wraps at the figure's edge,
+        # so a note in a narrow panel ran into its neighbours. 7 pt text averages ~0.6 em.
+        per_line = max(20, int(_width_px(ax) / (7 * DPI / 72 * 0.6)))
         ax.text(
             0.5,
             0.38,
-            note.group(0),
+            textwrap.fill(note.group(0), per_line),
             color=MUTED,
             fontsize=7,
             ha="center",
-            va="center",
+            va="top",
             transform=ax.transAxes,
-            wrap=True,
         )
 
 

@@ -11,6 +11,7 @@ from inferwatch.alerts.thresholds import Levels, Thresholds
 from inferwatch.reports import bottleneck, calibrate, charts, cost, criteria, output
 from inferwatch.reports.collect import collect
 from inferwatch.reports.query import Window, job_regex, monitored_jobs
+from inferwatch.stack.prometheus_config import JOB_EXPORTER
 
 
 def fault_ratio(thresholds: Thresholds) -> float | None:
@@ -21,12 +22,14 @@ def fault_ratio(thresholds: Thresholds) -> float | None:
 
 
 def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict, list[Path]]:
-    job = args.job
-    if job is None:  # the monitored services: every job scraped but inferwatch's own
+    window = chart_window = Window(args.start, args.end, args.job or ".*")
+    if args.job is None:  # the monitored services: every job scraped but inferwatch's own
         from inferwatch.dashboards.prometheus import Prometheus
 
-        job = job_regex(monitored_jobs(Prometheus(args.prometheus), args.start, args.end))
-    window = Window(args.start, args.end, job)
+        jobs = monitored_jobs(Prometheus(args.prometheus), args.start, args.end)
+        window = Window(args.start, args.end, job_regex(jobs))
+        # The dashboards select the exporter's host and GPU panels by $job as well.
+        chart_window = Window(args.start, args.end, job_regex([*jobs, JOB_EXPORTER]))
     figures = collect(
         args.prometheus, window, quiet=args.quiet, fault_ratio=fault_ratio(thresholds)
     )
@@ -42,7 +45,7 @@ def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict
     }
     if "html" in args.format and not args.no_charts:
         report["charts"] = charts.render(
-            args.prometheus, window, thresholds, args.out, quiet=args.quiet
+            args.prometheus, chart_window, thresholds, args.out, quiet=args.quiet
         )
     if args.calibrate:
         report["calibration"] = calibrate.write_overlay(figures, args.calibrate)

@@ -327,7 +327,7 @@ def test_background_task_time_is_not_request_time(
     assert m.bucket(BACKGROUND, 0.2, **jobs) == 0
     assert m.bucket(BACKGROUND, 0.5, **jobs) == 1
     request_time = m.value(f"{DURATION}_sum", **jobs)
-    assert m.bucket(DURATION, 0.1, **jobs) == 1
+    assert m.bucket(DURATION, 0.2, **jobs) == 1  # not charged the 300 ms in the background
     assert request_time * 6 < m.value(f"{BACKGROUND}_sum", **jobs)
     assert client.get(created.json()["status_url"]).json()["status"] == "done"
 

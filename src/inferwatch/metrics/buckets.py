@@ -5,11 +5,13 @@ request-duration histogram is the one metric with a series per (method, route, s
 its buckets are what a route costs: nine bounds, 12 series per (method, route, status) with
 ``_sum`` and ``_count`` (docs/series-budget.md). They sit exactly on the thresholds inferwatch
 alerts on (150/200 ms interactive, 500 ms, 2 s and 5 s), so ``histogram_quantile`` needs no
-interpolation where it matters; between them an estimate is only as fine as the bounds. A
-service whose latencies run into minutes passes its own ``duration_buckets=``.
+interpolation where it matters; between them an estimate is only as fine as the bounds. The
+last two reach the minutes a music or video generation takes (30 s, 5 min), so its latency
+panel is not flattened at a few seconds; a service that needs finer bounds passes its own
+``duration_buckets=``.
 """
 
-DURATION_SECONDS = (0.025, 0.1, 0.15, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0)
+DURATION_SECONDS = (0.05, 0.15, 0.2, 0.5, 1.0, 2.0, 5.0, 30.0, 300.0)
 
 # Payload sizes: a JSON prompt (~100 B) to a rendered video (~1 GiB), powers of four.
 SIZE_BYTES = tuple(float(4**k * 64) for k in range(13))

@@ -41,8 +41,7 @@ from inferwatch.ai.inference import InferenceMetrics, InferenceRequest
 from inferwatch.ai.models import DEFAULT_MAX_MODELS
 from inferwatch.http.middleware import OTHER, error_type
 from inferwatch.metrics import Histogram
-from inferwatch.metrics.labels import BoundedLabel
-from inferwatch.metrics.shared import once_per_registry
+from inferwatch.metrics.labels import error_types
 
 # The conventions' explicit bucket advice for each metric.
 REQUEST_SECONDS = (
@@ -56,7 +55,6 @@ PER_TOKEN_SECONDS = (
 )  # fmt: skip
 OPERATION = "gen_ai_operation_name"
 MODEL = "gen_ai_request_model"
-MAX_ERROR_TYPES = 50
 
 
 class GenAISet:
@@ -113,13 +111,7 @@ class GenAIMetrics:
         self._metrics = genai_set(registry)
         self._model = state.bound("model", allowed_models, max_models, DEFAULT_MAX_MODELS)
         self._operation = state.bound(OPERATION)
-        self._error_types = once_per_registry(
-            registry,
-            "genai.error_type",
-            lambda: BoundedLabel(
-                "error_type", name="genai.error_type", other=OTHER, max_values=MAX_ERROR_TYPES
-            ),
-        )
+        self._error_types = error_types(registry, "genai", other=OTHER)
         self.operation = operation
         self._inference = inference
         self._clock = clock

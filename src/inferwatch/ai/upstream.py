@@ -60,8 +60,7 @@ from inferwatch.ai.breaker import (
 from inferwatch.http.middleware import KNOWN_METHODS, OTHER, error_type
 from inferwatch.metrics import Counter, Gauge, Histogram
 from inferwatch.metrics.buckets import DURATION_SECONDS
-from inferwatch.metrics.labels import BoundedLabel
-from inferwatch.metrics.shared import once_per_registry
+from inferwatch.metrics.labels import error_types
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,7 +77,6 @@ RESULT = "result"  # error_type of a retry asked for by the returned value
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 DEFAULT_ATTEMPTS = 3
 DEFAULT_MAX_PEERS = 32
-MAX_ERROR_TYPES = 50
 _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
 
 
@@ -203,13 +201,7 @@ class Upstream:
         self._state = state = state_for(registry)
         self._metrics = upstream_set(registry, duration_buckets)
         self.peer = state.bound("peer", None, max_peers, DEFAULT_MAX_PEERS)(peer)
-        self._error_types = once_per_registry(
-            registry,
-            "upstream.error_type",
-            lambda: BoundedLabel(
-                "error_type", name="upstream.error_type", other=OTHER, max_values=MAX_ERROR_TYPES
-            ),
-        )
+        self._error_types = error_types(registry, "upstream", other=OTHER)
         self._is_failure = is_failure
         if breaker is True:
             breaker = CircuitBreaker(name=peer)

@@ -44,8 +44,9 @@ from typing import Any
 from inferwatch.http.instruments import HttpMetrics
 from inferwatch.http.routes import RouteTemplates
 from inferwatch.metrics import CounterChild, GaugeChild, HistogramChild
-from inferwatch.metrics.labels import BoundedLabel
-from inferwatch.metrics.shared import once_per_registry, report_error
+from inferwatch.metrics.labels import MAX_ERROR_TYPES as DEFAULT_MAX_ERROR_TYPES
+from inferwatch.metrics.labels import error_types
+from inferwatch.metrics.shared import report_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -63,7 +64,7 @@ DEPARTURE_CHECK_AFTER = 0.05  # seconds; quicker responses are not checked for a
 # response's task group, a BaseHTTPMiddleware's), not background work worth a series.
 BACKGROUND_FLOOR = 0.005  # seconds
 _STATUS_LABELS = {code: str(code) for code in range(100, 600)}
-MAX_ERROR_TYPES = 50
+MAX_ERROR_TYPES = DEFAULT_MAX_ERROR_TYPES  # a module global, so a test can lower it
 _STANDARD_CLOSE_CODES = frozenset(range(1000, 1016))
 
 log = logging.getLogger("inferwatch.http")
@@ -232,12 +233,8 @@ class InferwatchMiddleware:
         self._turns = LoopTurns()
         # One bound per registry (Starlette rebuilds this middleware when it likes), whose
         # admitted types are shared by all workers in multiprocess mode.
-        self._error_types = once_per_registry(
-            metrics.registry,
-            "http.error_type",
-            lambda: BoundedLabel(
-                "error_type", name="http.error_type", other=OTHER, max_values=MAX_ERROR_TYPES
-            ),
+        self._error_types = error_types(
+            metrics.registry, "http", other=OTHER, max_values=MAX_ERROR_TYPES
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -96,21 +96,9 @@ class SharedHistogramChild(HistogramChild):
         self._slots: list[int] | None = None
 
     def observe(self, value: float, exemplar: dict[str, str] | None = None) -> None:
-        if value != value:
-            return
-        index = bisect_left(self._bounds, value)
         self._lock.acquire()
         try:
-            counts = self._counts
-            counts[index] += 1
-            self._sum += value
-            slots = self._slots
-            if slots is not None:
-                view: Any = self._file.view  # type: ignore[union-attr]
-                view[slots[index]] = counts[index]
-                view[slots[-1]] = self._sum
-            else:
-                self._metric._store.write_late(self)  # type: ignore[union-attr]
+            self.observe_unlocked(value)
         finally:
             self._lock.release()
 

@@ -31,8 +31,11 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import IO
 
+from prometheus_client.registry import CollectorRegistry
+
 from inferwatch.metrics import multiprocess
 from inferwatch.metrics._base import label_value
+from inferwatch.metrics.shared import once_per_registry
 
 log = logging.getLogger("inferwatch")
 
@@ -222,3 +225,27 @@ class _SharedValues:
                     admitted.add(decoded)
         self._offset += end
         return end < len(data)
+
+
+# The exception classes one kind of instrumentation meets on one registry get this many
+# values of their own; rarer ones share the overflow value.
+MAX_ERROR_TYPES = 50
+
+
+def error_types(
+    registry: CollectorRegistry | None,
+    scope: str,
+    *,
+    other: str,
+    max_values: int = MAX_ERROR_TYPES,
+) -> BoundedLabel:
+    """The bounded ``error_type`` label of one kind of instrumentation (``http``,
+    ``upstream``, ``genai``) on ``registry``: one bound per registry, whatever number of
+    middlewares or clients ask, whose admitted values every worker shares in multiprocess
+    mode."""
+    name = f"{scope}.error_type"
+    return once_per_registry(
+        registry,
+        name,
+        lambda: BoundedLabel("error_type", name=name, other=other, max_values=max_values),
+    )

@@ -79,9 +79,11 @@ def test_counts_are_exact_per_route_template_and_status(
     )
     assert created.status_code == 202
     job_id = created.json()["job_id"]
-    # The job runs as a background task; its request is recorded when the task is over, so
-    # the scrape says when the job is done without polling the status endpoint.
-    wait_for_metrics(demo_server.url, lambda m: m.value(COUNT, http_route="/v1/jobs") == 1)
+    # The job runs as a background task. Its request is counted with its 202, and the time
+    # the task took once the task is over (after the job's row says it ended), so the scrape
+    # says when the job is done without polling the status endpoint.
+    jobs = {"http_request_method": "POST", "http_route": "/v1/jobs"}
+    wait_for_metrics(demo_server.url, lambda m: m.value(f"{BACKGROUND}_count", **jobs) == 1)
     statuses = [client.get(f"/v1/jobs/{job_id}") for _ in range(2)]
     assert [r.json()["status"] for r in statuses] == ["done", "done"]
     result = client.get(f"/v1/jobs/{job_id}/result")

@@ -107,7 +107,7 @@ SCENARIOS = [
     Scenario("memory-leak", "Memory leak", (Expect("ProcessMemoryLeakSuspected", "warning"),),
              {"memory_leak_mb_per_second": 4.0}, fire_timeout=150.0),
     Scenario("pool-exhaustion", "Pool exhaustion",
-             (Expect("DBPoolHighUsage", "critical"), Expect("DBPoolAcquireTimeouts", "warning")),
+             (Expect("DBPoolHighUsage", "critical"), Expect("DBPoolAcquireTimeouts", "critical")),
              {"pool_exhaustion": True}),
     Scenario("cold-cache", "Cold cache", (Expect("CacheLowHitRate", "critical"),),
              {"cold_cache": True}),

@@ -139,8 +139,8 @@ def add_parser(subparsers: Any) -> None:
     backends.add_argument(
         "--db-pool-timeout",
         type=positive_float,
-        default=5.0,
-        help="seconds a request waits for a database connection before a 503 (default 5)",
+        default=1.0,
+        help="seconds a request waits for a database connection before a 503 (default 1)",
     )
     models = parser.add_argument_group("models and batching")
     models.add_argument(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from inferwatch.demo import settings as demo_settings
+from inferwatch.demo.database import DEFAULT_POOL_TIMEOUT
 from inferwatch.demo.faults import Faults, FaultUpdate, InjectedStreamFailure
 from inferwatch.demo.generation import (
     SAMPLE_RATE,
@@ -74,7 +75,7 @@ def create_app(
     batch_window: float = DEFAULT_BATCH_WINDOW,
     max_queue: int = DEFAULT_MAX_QUEUE,
     db_pool_size: int = 5,
-    db_pool_timeout: float = 5.0,
+    db_pool_timeout: float = DEFAULT_POOL_TIMEOUT,
     upstream_url: str | None = None,
     settings: Settings | None = None,
 ) -> FastAPI:

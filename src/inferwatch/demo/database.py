@@ -38,7 +38,9 @@ log = logging.getLogger("inferwatch.demo")
 
 POOL_NAME = "demo-db"
 DEFAULT_POOL_SIZE = 5
-DEFAULT_POOL_TIMEOUT = 5.0
+# A generation request that waited a second for a connection has waited long enough; it
+# also keeps an exhausted pool's timeouts steady enough for alert windows of a few seconds.
+DEFAULT_POOL_TIMEOUT = 1.0
 PRUNE_EVERY = 100  # inserts between deletions of the oldest rows
 SQLITE_FILE = "demo.sqlite3"
 

@@ -29,10 +29,10 @@ from inferwatch.exporters import (
 from inferwatch.exporters.collector import scrape_deadline, timeout_from_header
 from inferwatch.exporters.config import load_file
 from inferwatch.exporters.host import HostCollector, MemoryGrowth
-from inferwatch.exporters.shared import SharedCollector
 from inferwatch.exposition import ServerLimits
 from tests.support import free_port, serve, wait_until
 from tests.support.server import LOOPBACK, inferwatch_command
+from tests.support.shared_collector import SharedCollector
 
 
 def sample(families: list[Metric], metric: str, /, **labels: str) -> float | None:

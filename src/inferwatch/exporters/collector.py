@@ -35,8 +35,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
+from inferwatch.exporters.descriptors import Descriptor
 from inferwatch.exporters.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,27 @@ DEFAULT_SCRAPE_TIMEOUT_OFFSET = 0.5
 
 # The monotonic time by which the scrape being rendered on this thread must be answered.
 _SCRAPE_DEADLINE: ContextVar[float | None] = ContextVar("inferwatch_scrape_deadline", default=None)
+
+# What the runner adds for every collector, whatever the collector emits itself.
+COLLECTOR_DURATION = Descriptor(
+    "inferwatch_exporter_collector_duration_seconds",
+    "gauge",
+    "How long the collector's last run took (the timeout when it was abandoned).",
+    ("collector",),
+)
+COLLECTOR_SUCCESS = Descriptor(
+    "inferwatch_exporter_collector_success",
+    "gauge",
+    "1 when the collector's last run completed without error, 0 otherwise.",
+    ("collector",),
+)
+COLLECTOR_TIMEOUTS = Descriptor(
+    "inferwatch_exporter_collector_timeouts_total",
+    "counter",
+    "Scrapes at which the collector's run was unfinished at the collector timeout.",
+    ("collector",),
+)
+METRICS = (COLLECTOR_DURATION, COLLECTOR_SUCCESS, COLLECTOR_TIMEOUTS)
 
 
 def timeout_from_header(
@@ -217,21 +239,9 @@ class CollectorRunner:
         # Start every collector before waiting on any, so the scrape takes as long as the
         # slowest collector, not the sum of them.
         started = [(slot, slot.start(now, self.cache_ttl)) for slot in self.slots]
-        duration = GaugeMetricFamily(
-            "inferwatch_exporter_collector_duration_seconds",
-            "How long the collector's last run took (the timeout when it was abandoned).",
-            labels=["collector"],
-        )
-        success = GaugeMetricFamily(
-            "inferwatch_exporter_collector_success",
-            "1 when the collector's last run completed without error, 0 otherwise.",
-            labels=["collector"],
-        )
-        timeouts = CounterMetricFamily(
-            "inferwatch_exporter_collector_timeouts",
-            "Scrapes at which the collector's run was unfinished at the collector timeout.",
-            labels=["collector"],
-        )
+        duration = COLLECTOR_DURATION.family()
+        success = COLLECTOR_SUCCESS.family()
+        timeouts = COLLECTOR_TIMEOUTS.family()
         families: list[Metric] = []
         for slot, state in started:
             if isinstance(state, _Run):

@@ -30,8 +30,7 @@ GPU hardware is still pending.
 
 One poller per host: NVML should be polled by one process, not by every worker of a
 multi-worker service. Run this collector in the standalone exporter (``inferwatch exporter``,
-one process per host), or wrap it in :class:`inferwatch.exporters.shared.SharedCollector`,
-which lets one worker poll (elected with an ``fcntl`` lock) and the others serve its results.
+one process per host).
 """
 
 from __future__ import annotations
@@ -44,9 +43,10 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from inferwatch.exporters.collector import CollectorError
+from inferwatch.exporters.descriptors import Descriptor, non_empty
 from inferwatch.exporters.host import process_tree
 
 if TYPE_CHECKING:
@@ -77,15 +77,76 @@ _LIFECYCLE_ERRORS = ("Uninitialized", "DriverNotLoaded", "LibraryNotFound", "Lib
 # Errors that mean "this GPU cannot give this field": omit the field, not a failure.
 _ABSENT_ERRORS = ("NotSupported", "NoPermission", "FunctionNotFound", "NoData", "NotFound")
 
+# Every GPU metric is labelled with the NVML index and the UUID of its GPU.
+_GPU = ("gpu", "uuid")
+INFO = Descriptor(
+    "inferwatch_gpu_info", "gauge", "GPU identity; always 1.", (*_GPU, "name", "driver_version")
+)
+# _Reading.gauges key -> the metric it becomes.
+GAUGES: tuple[tuple[str, Descriptor], ...] = (
+    ("utilization", Descriptor("inferwatch_gpu_utilization_ratio", "gauge",
+     "Time a kernel was running (0-1).", _GPU)),
+    ("memory_utilization", Descriptor("inferwatch_gpu_memory_utilization_ratio", "gauge",
+     "Time device memory was being read or written (0-1).", _GPU)),
+    ("memory_used", Descriptor("inferwatch_gpu_memory_used_bytes", "gauge",
+     "Device memory in use.", _GPU)),
+    ("memory_total", Descriptor("inferwatch_gpu_memory_total_bytes", "gauge",
+     "Device memory installed.", _GPU)),
+    ("temperature", Descriptor("inferwatch_gpu_temperature_celsius", "gauge",
+     "GPU core temperature.", _GPU)),
+    ("power", Descriptor("inferwatch_gpu_power_watts", "gauge", "Power draw.", _GPU)),
+    ("power_limit", Descriptor("inferwatch_gpu_power_limit_watts", "gauge",
+     "Enforced power limit.", _GPU)),
+    ("encoder", Descriptor("inferwatch_gpu_encoder_utilization_ratio", "gauge",
+     "Video encoder busy (0-1).", _GPU)),
+    ("decoder", Descriptor("inferwatch_gpu_decoder_utilization_ratio", "gauge",
+     "Video decoder busy (0-1).", _GPU)),
+)  # fmt: skip
+CLOCK = Descriptor("inferwatch_gpu_clock_hertz", "gauge", "Current clock speed.", (*_GPU, "clock"))
+THROTTLE = Descriptor(
+    "inferwatch_gpu_throttle_reasons",
+    "gauge",
+    "1 while this reason is holding the clocks down (gpu_idle is benign).",
+    (*_GPU, "reason"),
+)
+ECC_ERRORS = Descriptor(
+    "inferwatch_gpu_ecc_errors_total",
+    "counter",
+    "Memory ECC errors since the driver loaded (volatile counters).",
+    (*_GPU, "type"),
+)
+XID_ERRORS = Descriptor(
+    "inferwatch_gpu_xid_errors_total",
+    "counter",
+    "XID critical errors reported by the driver since this exporter started watching.",
+    _GPU,
+)
+PROCESS_MEMORY = Descriptor(
+    "inferwatch_gpu_process_memory_used_bytes",
+    "gauge",
+    "Device memory used by the watched service's processes.",
+    _GPU,
+)
+METRICS = (
+    INFO,
+    *(descriptor for _, descriptor in GAUGES),
+    CLOCK,
+    THROTTLE,
+    ECC_ERRORS,
+    XID_ERRORS,
+    PROCESS_MEMORY,
+)
+
 
 def _load() -> ModuleType:
     try:
-        import pynvml
+        import pynvml  # type: ignore[import-untyped]  # nvidia-ml-py ships no type information
     except ImportError:
         raise CollectorError(
             "nvidia-ml-py is not installed (pip install inferwatch[gpu])"
         ) from None
-    return pynvml
+    module: ModuleType = pynvml
+    return module
 
 
 def _errors(nvml: ModuleType, names: Sequence[str]) -> tuple[type[Exception], ...]:
@@ -347,67 +408,23 @@ class GpuCollector:
 
 
 def _families(readings: list[_Reading], driver: str) -> Iterator[Metric]:
-    labels = ["gpu", "uuid"]
-
     def ids(r: _Reading) -> list[str]:
         return [str(r.index), r.uuid]
 
-    info = GaugeMetricFamily(
-        "inferwatch_gpu_info",
-        "GPU identity; always 1.",
-        labels=[*labels, "name", "driver_version"],
-    )
+    info = INFO.family()
     for r in readings:
         info.add_metric([*ids(r), r.name, driver], 1)
-    if info.samples:
-        yield info
+    yield from non_empty([info])
 
-    gauges = (
-        ("utilization", "inferwatch_gpu_utilization_ratio", "Time a kernel was running (0-1)."),
-        (
-            "memory_utilization",
-            "inferwatch_gpu_memory_utilization_ratio",
-            "Time device memory was being read or written (0-1).",
-        ),
-        ("memory_used", "inferwatch_gpu_memory_used_bytes", "Device memory in use."),
-        ("memory_total", "inferwatch_gpu_memory_total_bytes", "Device memory installed."),
-        ("temperature", "inferwatch_gpu_temperature_celsius", "GPU core temperature."),
-        ("power", "inferwatch_gpu_power_watts", "Power draw."),
-        ("power_limit", "inferwatch_gpu_power_limit_watts", "Enforced power limit."),
-        ("encoder", "inferwatch_gpu_encoder_utilization_ratio", "Video encoder busy (0-1)."),
-        ("decoder", "inferwatch_gpu_decoder_utilization_ratio", "Video decoder busy (0-1)."),
-    )
-    for key, name, doc in gauges:
-        family = GaugeMetricFamily(name, doc, labels=labels)
+    for key, descriptor in GAUGES:
+        family = descriptor.family()
         for r in readings:
             if key in r.gauges:
                 family.add_metric(ids(r), r.gauges[key])
-        if family.samples:
-            yield family
+        yield from non_empty([family])
 
-    clocks = GaugeMetricFamily(
-        "inferwatch_gpu_clock_hertz", "Current clock speed.", labels=[*labels, "clock"]
-    )
-    throttle = GaugeMetricFamily(
-        "inferwatch_gpu_throttle_reasons",
-        "1 while this reason is holding the clocks down (gpu_idle is benign).",
-        labels=[*labels, "reason"],
-    )
-    ecc = CounterMetricFamily(
-        "inferwatch_gpu_ecc_errors",
-        "Memory ECC errors since the driver loaded (volatile counters).",
-        labels=[*labels, "type"],
-    )
-    xid = CounterMetricFamily(
-        "inferwatch_gpu_xid_errors",
-        "XID critical errors reported by the driver since this exporter started watching.",
-        labels=labels,
-    )
-    service = GaugeMetricFamily(
-        "inferwatch_gpu_process_memory_used_bytes",
-        "Device memory used by the watched service's processes.",
-        labels=labels,
-    )
+    clocks, throttle, ecc = CLOCK.family(), THROTTLE.family(), ECC_ERRORS.family()
+    xid, service = XID_ERRORS.family(), PROCESS_MEMORY.family()
     for r in readings:
         for clock, hz in r.clocks.items():
             clocks.add_metric([*ids(r), clock], hz)
@@ -420,9 +437,7 @@ def _families(readings: list[_Reading], driver: str) -> Iterator[Metric]:
             xid.add_metric(ids(r), r.xid)
         if r.service_memory is not None:
             service.add_metric(ids(r), r.service_memory)
-    for family in (clocks, throttle, ecc, xid, service):
-        if family.samples:
-            yield family
+    yield from non_empty([clocks, throttle, ecc, xid, service])
 
 
 def build(config: ExporterConfig) -> GpuCollector:

@@ -21,11 +21,13 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
+
+from inferwatch.exporters.descriptors import Descriptor, non_empty
 
 if TYPE_CHECKING:
     from inferwatch.exporters.config import ExporterConfig
@@ -34,9 +36,103 @@ if TYPE_CHECKING:
 DISK_IGNORE = re.compile(r"^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p|mmcblk\d+p)\d+$")
 NET_IGNORE = re.compile(r"^(lo|veth.*|cali.*|docker\d+|br-.*)$")
 MAX_DEVICES = 32
+DEFAULT_GROWTH_WINDOW = 600.0
 # Modes psutil reports on Linux; guest time is already included in user/nice, so it is
 # left out rather than counted twice.
-_CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+CPU_SECONDS = Descriptor(
+    "inferwatch_host_cpu_seconds_total",
+    "counter",
+    "CPU time spent in each mode, all CPUs.",
+    ("mode",),
+)
+CPUS = Descriptor("inferwatch_host_cpus", "gauge", "Logical CPUs.")
+CPU_USAGE = Descriptor(
+    "inferwatch_host_cpu_usage_ratio",
+    "gauge",
+    "Share of CPU time not idle since the previous scrape (0-1).",
+)
+LOAD_AVERAGE = Descriptor(
+    "inferwatch_host_load_average", "gauge", "System load average.", ("period",)
+)
+MEMORY_TOTAL = Descriptor("inferwatch_host_memory_total_bytes", "gauge", "Physical memory.")
+MEMORY_AVAILABLE = Descriptor(
+    "inferwatch_host_memory_available_bytes",
+    "gauge",
+    "Memory available to new processes without swapping.",
+)
+MEMORY_USED = Descriptor(
+    "inferwatch_host_memory_used_bytes", "gauge", "Physical memory in use (total - available)."
+)
+PROCESS_RESIDENT = Descriptor(
+    "inferwatch_process_resident_memory_bytes",
+    "gauge",
+    "Resident memory of the watched processes, summed (shared pages count per process).",
+)
+PROCESS_VIRTUAL = Descriptor(
+    "inferwatch_process_virtual_memory_bytes",
+    "gauge",
+    "Virtual memory of the watched processes, summed.",
+)
+PROCESS_WATCHED = Descriptor(
+    "inferwatch_process_watched", "gauge", "Watched processes currently alive."
+)
+# The help names the configured window; the declaration shows the default one.
+GROWTH_HELP = (
+    "Slope of the watched processes' resident memory over the last {window}s of scrapes; "
+    "persistently > 0 suggests a leak."
+)
+PROCESS_GROWTH = Descriptor(
+    "inferwatch_process_resident_memory_growth_bytes_per_second",
+    "gauge",
+    GROWTH_HELP.format(window=f"{DEFAULT_GROWTH_WINDOW:g}"),
+)
+# HostSource.disk_io() counter -> the metric it becomes, per disk.
+DISK_COUNTERS: tuple[tuple[str, Descriptor], ...] = (
+    ("read_bytes", Descriptor("inferwatch_host_disk_read_bytes_total", "counter",
+     "Bytes read.", ("device",))),
+    ("write_bytes", Descriptor("inferwatch_host_disk_written_bytes_total", "counter",
+     "Bytes written.", ("device",))),
+    ("read_count", Descriptor("inferwatch_host_disk_reads_completed_total", "counter",
+     "Reads completed.", ("device",))),
+    ("write_count", Descriptor("inferwatch_host_disk_writes_completed_total", "counter",
+     "Writes completed.", ("device",))),
+)  # fmt: skip
+# HostSource.net_io() counter -> the metric it becomes, per interface.
+NETWORK_COUNTERS: tuple[tuple[str, Descriptor], ...] = (
+    ("bytes_recv", Descriptor("inferwatch_host_network_receive_bytes_total", "counter",
+     "Bytes received.", ("device",))),
+    ("bytes_sent", Descriptor("inferwatch_host_network_transmit_bytes_total", "counter",
+     "Bytes sent.", ("device",))),
+    ("packets_recv", Descriptor("inferwatch_host_network_receive_packets_total", "counter",
+     "Packets received.", ("device",))),
+    ("packets_sent", Descriptor("inferwatch_host_network_transmit_packets_total", "counter",
+     "Packets sent.", ("device",))),
+    ("errin", Descriptor("inferwatch_host_network_receive_errors_total", "counter",
+     "Receive errors.", ("device",))),
+    ("errout", Descriptor("inferwatch_host_network_transmit_errors_total", "counter",
+     "Transmit errors.", ("device",))),
+    ("dropin", Descriptor("inferwatch_host_network_receive_drops_total", "counter",
+     "Incoming packets dropped.", ("device",))),
+    ("dropout", Descriptor("inferwatch_host_network_transmit_drops_total", "counter",
+     "Outgoing packets dropped.", ("device",))),
+)  # fmt: skip
+METRICS = (
+    CPU_SECONDS,
+    CPUS,
+    CPU_USAGE,
+    LOAD_AVERAGE,
+    MEMORY_TOTAL,
+    MEMORY_AVAILABLE,
+    MEMORY_USED,
+    PROCESS_RESIDENT,
+    PROCESS_VIRTUAL,
+    PROCESS_WATCHED,
+    PROCESS_GROWTH,
+    *(descriptor for _, descriptor in DISK_COUNTERS),
+    *(descriptor for _, descriptor in NETWORK_COUNTERS),
+)
 
 
 def process_tree(root: int) -> list[psutil.Process]:
@@ -85,6 +181,80 @@ class MemoryGrowth:
             return slope(self._samples)
 
 
+class HostSource(Protocol):
+    """Where the host collector reads the host: psutil by default (:class:`PsutilSource`);
+    a test hands it fixture readings and compares the exposition exactly, as node_exporter's
+    tests do with a fixture ``/proc``."""
+
+    def cpu_times(self) -> Mapping[str, float]:
+        """Seconds spent in each mode of :data:`CPU_MODES` the host reports, all CPUs."""
+        ...
+
+    def cpu_count(self) -> int:
+        """Logical CPUs (0 when unknown)."""
+        ...
+
+    def load_average(self) -> tuple[float, float, float]:
+        """The 1, 5 and 15 minute load averages."""
+        ...
+
+    def memory(self) -> tuple[int, int]:
+        """Physical memory in bytes: (total, available)."""
+        ...
+
+    def process_memory(self, root: int) -> list[tuple[int, int]]:
+        """(resident, virtual) bytes of ``root`` and each descendant still alive."""
+        ...
+
+    def disk_io(self) -> Mapping[str, Mapping[str, int]]:
+        """Per disk: the counters named in :data:`DISK_COUNTERS`."""
+        ...
+
+    def net_io(self) -> Mapping[str, Mapping[str, int]]:
+        """Per interface: the counters named in :data:`NETWORK_COUNTERS`."""
+        ...
+
+
+class PsutilSource:
+    """The host as psutil reads it (``/proc`` and ``/sys`` on Linux)."""
+
+    def cpu_times(self) -> dict[str, float]:
+        times = psutil.cpu_times()
+        return {mode: getattr(times, mode) for mode in CPU_MODES if hasattr(times, mode)}
+
+    def cpu_count(self) -> int:
+        return psutil.cpu_count() or 0
+
+    def load_average(self) -> tuple[float, float, float]:
+        one, five, fifteen = psutil.getloadavg()
+        return one, five, fifteen
+
+    def memory(self) -> tuple[int, int]:
+        mem = psutil.virtual_memory()
+        return mem.total, mem.available
+
+    def process_memory(self, root: int) -> list[tuple[int, int]]:
+        found = []
+        for proc in process_tree(root):
+            try:
+                info = proc.memory_info()
+            except psutil.Error:
+                continue  # exited between listing and reading
+            found.append((info.rss, info.vms))
+        return found
+
+    def disk_io(self) -> dict[str, dict[str, int]]:
+        return _counters(psutil.disk_io_counters(perdisk=True))
+
+    def net_io(self) -> dict[str, dict[str, int]]:
+        return _counters(psutil.net_io_counters(pernic=True))
+
+
+def _counters(per_device: dict[str, Any] | None) -> dict[str, dict[str, int]]:
+    # psutil returns None (not {}) where the host has no such devices or hides them.
+    return {name: dict(counters._asdict()) for name, counters in (per_device or {}).items()}
+
+
 class HostCollector:
     name = "host"
 
@@ -92,16 +262,19 @@ class HostCollector:
         self,
         *,
         pids: Sequence[int] = (),
-        growth_window: float = 600.0,
+        growth_window: float = DEFAULT_GROWTH_WINDOW,
         growth_min_span: float = 60.0,
         max_devices: int = MAX_DEVICES,
         clock: Callable[[], float] = time.monotonic,
+        source: HostSource | None = None,
     ) -> None:
         self.roots = tuple(pids) or (os.getpid(),)
         self.growth = MemoryGrowth(growth_window, growth_min_span)
         self.max_devices = max_devices
+        self.source: HostSource = PsutilSource() if source is None else source
         self._clock = clock
-        self._last_cpu: Any = None  # psutil's scputimes named tuple
+        self._last_cpu: Mapping[str, float] | None = None
+        self._growth_help = GROWTH_HELP.format(window=f"{growth_window:g}")
 
     def collect(self) -> Iterator[Metric]:
         yield from self._cpu()
@@ -111,117 +284,70 @@ class HostCollector:
         yield from self._network()
 
     def _cpu(self) -> Iterator[Metric]:
-        times = psutil.cpu_times()
-        seconds = CounterMetricFamily(
-            "inferwatch_host_cpu_seconds", "CPU time spent in each mode, all CPUs.", labels=["mode"]
-        )
-        for mode in _CPU_MODES:
-            if hasattr(times, mode):
-                seconds.add_metric([mode], getattr(times, mode))
+        times = self.source.cpu_times()
+        seconds = CPU_SECONDS.family()
+        for mode in CPU_MODES:
+            if mode in times:
+                seconds.add_metric([mode], times[mode])
         yield seconds
-        yield GaugeMetricFamily(
-            "inferwatch_host_cpus", "Logical CPUs.", value=psutil.cpu_count() or 0
-        )
+        yield CPUS.family(self.source.cpu_count())
         previous, self._last_cpu = self._last_cpu, times
         if previous is not None:
             # Usage since the previous scrape; absent on the first one rather than a fake 0.
-            total = sum(getattr(times, m, 0) - getattr(previous, m, 0) for m in _CPU_MODES)
-            idle = sum(getattr(times, m, 0) - getattr(previous, m, 0) for m in ("idle", "iowait"))
+            total = sum(times.get(m, 0) - previous.get(m, 0) for m in CPU_MODES)
+            idle = sum(times.get(m, 0) - previous.get(m, 0) for m in ("idle", "iowait"))
             if total > 0:
-                yield GaugeMetricFamily(
-                    "inferwatch_host_cpu_usage_ratio",
-                    "Share of CPU time not idle since the previous scrape (0-1).",
-                    value=max(0.0, min(1.0, 1 - idle / total)),
-                )
-        load = GaugeMetricFamily(
-            "inferwatch_host_load_average", "System load average.", labels=["period"]
-        )
-        for period, value in zip(("1m", "5m", "15m"), psutil.getloadavg(), strict=True):
+                yield CPU_USAGE.family(max(0.0, min(1.0, 1 - idle / total)))
+        load = LOAD_AVERAGE.family()
+        for period, value in zip(("1m", "5m", "15m"), self.source.load_average(), strict=True):
             load.add_metric([period], value)
         yield load
 
     def _memory(self) -> Iterator[Metric]:
-        mem = psutil.virtual_memory()
-        for what, value, doc in (
-            ("total", mem.total, "Physical memory."),
-            ("available", mem.available, "Memory available to new processes without swapping."),
-            ("used", mem.total - mem.available, "Physical memory in use (total - available)."),
-        ):
-            yield GaugeMetricFamily(f"inferwatch_host_memory_{what}_bytes", doc, value=value)
+        total, available = self.source.memory()
+        yield MEMORY_TOTAL.family(total)
+        yield MEMORY_AVAILABLE.family(available)
+        yield MEMORY_USED.family(total - available)
 
     def _process(self) -> Iterator[Metric]:
         rss = vms = 0
         count = 0
         for root in self.roots:
-            for proc in process_tree(root):
-                try:
-                    info = proc.memory_info()
-                except psutil.Error:
-                    continue  # exited between listing and reading
-                rss += info.rss
-                vms += info.vms
+            for resident, virtual in self.source.process_memory(root):
+                rss += resident
+                vms += virtual
                 count += 1
         if count == 0:
             return  # nothing watched is alive: no series rather than zeros
-        yield GaugeMetricFamily(
-            "inferwatch_process_resident_memory_bytes",
-            "Resident memory of the watched processes, summed (shared pages count per process).",
-            value=rss,
-        )
-        yield GaugeMetricFamily(
-            "inferwatch_process_virtual_memory_bytes",
-            "Virtual memory of the watched processes, summed.",
-            value=vms,
-        )
-        yield GaugeMetricFamily(
-            "inferwatch_process_watched", "Watched processes currently alive.", value=count
-        )
+        yield PROCESS_RESIDENT.family(rss)
+        yield PROCESS_VIRTUAL.family(vms)
+        yield PROCESS_WATCHED.family(count)
         growth = self.growth.add(self._clock(), float(rss))
         if growth is not None:
-            yield GaugeMetricFamily(
-                "inferwatch_process_resident_memory_growth_bytes_per_second",
-                f"Slope of the watched processes' resident memory over the last "
-                f"{self.growth.window:g}s of scrapes; persistently > 0 suggests a leak.",
-                value=growth,
-            )
+            yield PROCESS_GROWTH.family(growth, help=self._growth_help)
 
     def _bounded(self, names: Iterable[str], ignore: re.Pattern[str]) -> list[str]:
         return sorted(n for n in names if not ignore.match(n))[: self.max_devices]
 
     def _disks(self) -> Iterator[Metric]:
-        counters = psutil.disk_io_counters(perdisk=True) or {}
-        specs = (
-            ("read_bytes", "inferwatch_host_disk_read_bytes", "Bytes read."),
-            ("write_bytes", "inferwatch_host_disk_written_bytes", "Bytes written."),
-            ("read_count", "inferwatch_host_disk_reads_completed", "Reads completed."),
-            ("write_count", "inferwatch_host_disk_writes_completed", "Writes completed."),
-        )
-        yield from _per_device(counters, self._bounded(counters, DISK_IGNORE), specs)
+        counters = self.source.disk_io()
+        yield from _per_device(counters, self._bounded(counters, DISK_IGNORE), DISK_COUNTERS)
 
     def _network(self) -> Iterator[Metric]:
-        counters = psutil.net_io_counters(pernic=True) or {}
-        specs = (
-            ("bytes_recv", "inferwatch_host_network_receive_bytes", "Bytes received."),
-            ("bytes_sent", "inferwatch_host_network_transmit_bytes", "Bytes sent."),
-            ("packets_recv", "inferwatch_host_network_receive_packets", "Packets received."),
-            ("packets_sent", "inferwatch_host_network_transmit_packets", "Packets sent."),
-            ("errin", "inferwatch_host_network_receive_errors", "Receive errors."),
-            ("errout", "inferwatch_host_network_transmit_errors", "Transmit errors."),
-            ("dropin", "inferwatch_host_network_receive_drops", "Incoming packets dropped."),
-            ("dropout", "inferwatch_host_network_transmit_drops", "Outgoing packets dropped."),
-        )
-        yield from _per_device(counters, self._bounded(counters, NET_IGNORE), specs)
+        counters = self.source.net_io()
+        yield from _per_device(counters, self._bounded(counters, NET_IGNORE), NETWORK_COUNTERS)
 
 
 def _per_device(
-    counters: dict[str, object], devices: list[str], specs: Iterable[tuple[str, str, str]]
+    counters: Mapping[str, Mapping[str, int]],
+    devices: list[str],
+    specs: Iterable[tuple[str, Descriptor]],
 ) -> Iterator[Metric]:
-    for attr, name, doc in specs:
-        family = CounterMetricFamily(name, doc, labels=["device"])
+    for attr, descriptor in specs:
+        family = descriptor.family()
         for device in devices:
-            family.add_metric([device], getattr(counters[device], attr))
-        if family.samples:
-            yield family
+            family.add_metric([device], counters[device][attr])
+        yield from non_empty([family])
 
 
 def build(config: ExporterConfig) -> HostCollector:

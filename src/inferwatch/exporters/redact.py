@@ -113,10 +113,10 @@ def url_secrets(url: str) -> list[str]:
     them from free text: each password as written and as decoded, and the values of secret
     query parameters (or of a keyword string's secret keys, as written and unquoted)."""
     if "://" not in url and _KEYWORD_DSN.match(url):
-        found = [m.group(4) for m in _KEYWORD_SECRET.finditer(url)]
+        keyed = [m.group(4) for m in _KEYWORD_SECRET.finditer(url)]
         # A quoted value as written, and as the client reads it: unquoted, unescaped.
-        found += [_ESCAPE.sub(r"\1", v[1:-1]) for v in found if v[:1] in "'\"" and len(v) > 1]
-        return [value for value in dict.fromkeys(found) if value]
+        keyed += [_ESCAPE.sub(r"\1", v[1:-1]) for v in keyed if v[:1] in "'\"" and len(v) > 1]
+        return [value for value in dict.fromkeys(keyed) if value]
     try:
         parts = urlsplit(url if "://" in url else "//" + url)
     except ValueError:

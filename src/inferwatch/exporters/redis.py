@@ -12,39 +12,42 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from inferwatch.exporters.collector import CollectorError
 from inferwatch.exporters.config import ExporterConfig
+from inferwatch.exporters.descriptors import Descriptor
 from inferwatch.exporters.redact import redact_text
 
-# INFO field -> (metric name, type, help)
-FIELDS: tuple[tuple[str, str, str, str], ...] = (
-    ("keyspace_hits", "inferwatch_redis_keyspace_hits", "counter",
-     "Successful key lookups since the server started (or CONFIG RESETSTAT)."),
-    ("keyspace_misses", "inferwatch_redis_keyspace_misses", "counter",
-     "Failed key lookups since the server started (or CONFIG RESETSTAT)."),
-    ("connected_clients", "inferwatch_redis_connected_clients", "gauge",
-     "Client connections, replicas excluded."),
-    ("blocked_clients", "inferwatch_redis_blocked_clients", "gauge",
-     "Clients waiting in a blocking call (BLPOP, XREAD, WAIT, ...)."),
-    ("used_memory", "inferwatch_redis_memory_used_bytes", "gauge",
-     "Memory Redis has allocated."),
-    ("maxmemory", "inferwatch_redis_memory_max_bytes", "gauge",
-     "The maxmemory setting (0: no limit)."),
-    ("evicted_keys", "inferwatch_redis_evicted_keys", "counter",
-     "Keys evicted because of the maxmemory limit."),
-    ("rejected_connections", "inferwatch_redis_rejected_connections", "counter",
-     "Connections rejected because of the maxclients limit."),
-    ("total_commands_processed", "inferwatch_redis_commands_processed", "counter",
-     "Commands processed by the server."),
+UP = Descriptor(
+    "inferwatch_redis_up", "gauge", "1 when the Redis server answered INFO, 0 otherwise."
+)
+# INFO field -> the metric it becomes; a field the server does not report is left out.
+FIELDS: tuple[tuple[str, Descriptor], ...] = (
+    ("keyspace_hits", Descriptor("inferwatch_redis_keyspace_hits_total", "counter",
+     "Successful key lookups since the server started (or CONFIG RESETSTAT).")),
+    ("keyspace_misses", Descriptor("inferwatch_redis_keyspace_misses_total", "counter",
+     "Failed key lookups since the server started (or CONFIG RESETSTAT).")),
+    ("connected_clients", Descriptor("inferwatch_redis_connected_clients", "gauge",
+     "Client connections, replicas excluded.")),
+    ("blocked_clients", Descriptor("inferwatch_redis_blocked_clients", "gauge",
+     "Clients waiting in a blocking call (BLPOP, XREAD, WAIT, ...).")),
+    ("used_memory", Descriptor("inferwatch_redis_memory_used_bytes", "gauge",
+     "Memory Redis has allocated.")),
+    ("maxmemory", Descriptor("inferwatch_redis_memory_max_bytes", "gauge",
+     "The maxmemory setting (0: no limit).")),
+    ("evicted_keys", Descriptor("inferwatch_redis_evicted_keys_total", "counter",
+     "Keys evicted because of the maxmemory limit.")),
+    ("rejected_connections", Descriptor("inferwatch_redis_rejected_connections_total", "counter",
+     "Connections rejected because of the maxclients limit.")),
+    ("total_commands_processed", Descriptor("inferwatch_redis_commands_processed_total",
+     "counter", "Commands processed by the server.")),
 )  # fmt: skip
+METRICS = (UP, *(descriptor for _, descriptor in FIELDS))
 
 
-def up_family(value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        "inferwatch_redis_up", "1 when the Redis server answered INFO, 0 otherwise.", value=value
-    )
+def up_family(value: float) -> Metric:
+    return UP.family(value)
 
 
 class RedisCollector:
@@ -85,12 +88,10 @@ class RedisCollector:
             message = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
             raise CollectorError(f"redis: {message}") from None
         yield up_family(1)
-        for field, name, kind, doc in FIELDS:
+        for field, descriptor in FIELDS:
             value = info.get(field)
-            if not isinstance(value, (int, float)):
-                continue
-            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-            yield family_type(name, doc, value=float(value))
+            if isinstance(value, (int, float)):
+                yield descriptor.family(float(value))
 
     def close(self) -> None:
         client, self._client = self._client, None

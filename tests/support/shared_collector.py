@@ -15,6 +15,9 @@ Leadership is only sought from ``collect()``, so creating the wrapper before a f
 In multiprocess mode the scrape reads the shared metrics directory only, so register the
 wrapper in the registry that the ``/metrics`` endpoint actually serves. The standalone
 exporter needs none of this: it is a single process.
+
+Test support, not library: nothing in the package used it, so it left the wheel. It stays as
+a worked example of leader election over ``fcntl`` that its test keeps honest.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class SharedCollector:
 
     def poll(self) -> None:
         """Run the collector once and publish the result (the poller only)."""
-        body = generate_latest(_Families(self._runner.collect()))  # type: ignore[arg-type]
+        body = generate_latest(_Families(self._runner.collect()))
         tmp = self.snapshot.with_name(f"{self.snapshot.name}.{os.getpid()}.tmp")
         tmp.write_bytes(body)
         os.replace(tmp, self.snapshot)  # readers see the old or the new file, never half

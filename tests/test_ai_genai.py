@@ -92,4 +92,4 @@ def test_models_fold_as_inferwatchs_model_label_does() -> None:
     models = {s.labels["gen_ai_request_model"] for s in m.samples(
         "gen_ai_server_request_duration_seconds_count")}  # fmt: skip
     assert models == {s.labels["model"] for s in m.samples("inferwatch_inference_requests_total")}
-    assert models == {"llama-3-8b", "_other"}
+    assert models == {"llama-3-8b", "_OTHER"}

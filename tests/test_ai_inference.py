@@ -414,11 +414,11 @@ def test_children_resolved_once_per_label_whatever_the_spelling_and_bounded() ->
     assert sample(got, REQUESTS, model="bark", **ok) == 2
     assert sample(got, REQUESTS, model="musicgen", **ok) == 1
     assert sample(got, REQUESTS, model="1", **ok) == 1
-    assert sample(got, REQUESTS, model="_other", **ok) == 301  # True and the 300 past the cap
-    assert sample(got, OUTPUT, model="_other", unit="tokens") == 2 * 301
-    assert sample(got, f"{STAGE}_count", model="_other", stage="inference") == 301
+    assert sample(got, REQUESTS, model="_OTHER", **ok) == 301  # True and the 300 past the cap
+    assert sample(got, OUTPUT, model="_OTHER", unit="tokens") == 2 * 301
+    assert sample(got, f"{STAGE}_count", model="_OTHER", stage="inference") == 301
     # The children kept are bounded by the labels, not by the names callers pass, and they
     # are the registry's: a second facade shares them.
-    assert sorted(infer._models._entries) == ["1", "_other", "bark", "musicgen"]
+    assert sorted(infer._models._entries) == ["1", "_OTHER", "bark", "musicgen"]
     assert len(infer._models("anything-new").stages._entries) == 1
     assert InferenceMetrics(reg)._models is infer._models

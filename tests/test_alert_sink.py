@@ -364,11 +364,11 @@ def test_receiver_label_values_are_capped(start_sink: StartSink) -> None:
         s.labels["receiver"]: s.value
         for s in metrics.samples("inferwatch_alertsink_notifications_total")
     }
-    assert counted == {"pager": 2, "chat": 1, "_other": 2}
+    assert counted == {"pager": 2, "chat": 1, "_OTHER": 2}
     alerts = {
         s.labels["receiver"]: s.value for s in metrics.samples("inferwatch_alertsink_alerts_total")
     }
-    assert alerts == {"pager": 2, "chat": 1, "_other": 2}
+    assert alerts == {"pager": 2, "chat": 1, "_OTHER": 2}
     # The records keep what was sent: only the metrics are bounded.
     assert [r["receiver"] for r in sink.notifications(receiver="spam-2")] == ["spam-2"]
 

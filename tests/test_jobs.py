@@ -130,7 +130,7 @@ def test_labels_are_bounded_and_a_broken_reader_never_fails_the_job() -> None:
             pass
     m = scrape(registry)
     assert m.value("inferwatch_jobs_total", kind="video", outcome="complete") == 1
-    assert m.value("inferwatch_jobs_total", kind="_other", outcome="complete") == 1
+    assert m.value("inferwatch_jobs_total", kind="_OTHER", outcome="complete") == 1
     assert m.samples("inferwatch_job_memory_increase_bytes_count") == []
     errors = "inferwatch_instrumentation_errors_total"
     assert m.value(errors) == m.value(errors, component="ai.jobs.memory") == 4

@@ -17,11 +17,16 @@ import sys
 import uuid
 from pathlib import Path
 
+from prometheus_client.registry import CollectorRegistry
+
 from inferwatch.ai import OTHER as AI_OTHER
+from inferwatch.ai.labels import BoundedLabel as AIBoundedLabel
 from inferwatch.ai.models import DEFAULT_MAX_MODELS
+from inferwatch.alertsink.metrics import SinkMetrics
+from inferwatch.exporters.postgres import OTHER as POSTGRES_OTHER
 from inferwatch.http.middleware import MAX_ERROR_TYPES
 from inferwatch.http.middleware import OTHER as HTTP_OTHER
-from inferwatch.metrics.labels import BoundedLabel, shared_file
+from inferwatch.metrics.labels import OTHER, BoundedLabel, error_types, shared_file
 from inferwatch.metrics.multiprocess import compact
 from inferwatch.pools.names import RedisCommandNames
 from tests.support import Metrics, wait_until
@@ -33,21 +38,27 @@ EXCEPTIONS = "http_server_exceptions_total"
 
 # -- one process -----------------------------------------------------------------------------
 def test_single_process_cap_keeps_the_first_values_and_folds_the_rest() -> None:
-    bound = BoundedLabel("model", name="test.model", other="_folded", max_values=3)
+    bound = BoundedLabel("model", name="test.model", max_values=3)
     assert [bound(v) for v in ["a", "b", "a", "c", "d", "b", "e"]] == [
-        "a", "b", "a", "c", "_folded", "b", "_folded",
+        "a", "b", "a", "c", "_OTHER", "b", "_OTHER",
     ]  # fmt: skip
     # In one process a bound is its own: another of the same name starts empty.
-    other = BoundedLabel("model", name="test.model", other="_folded", max_values=1)
-    assert [other("d"), other("a")] == ["d", "_folded"]
+    other = BoundedLabel("model", name="test.model", max_values=1)
+    assert [other("d"), other("a")] == ["d", "_OTHER"]
 
 
-def test_each_cap_keeps_its_overflow_spelling() -> None:
+def test_every_cap_folds_into_the_one_overflow_value() -> None:
+    """HTTP, AI, pools, the alert sink and the exporter spell "another value" alike, so one
+    matcher finds what was folded on any metric."""
     names = RedisCommandNames(extra=2)
     assert [names(c) for c in ["GET", "JSON.GET", "FT.SEARCH", "TS.ADD", "get"]] == [
-        "GET", "JSON.GET", "FT.SEARCH", HTTP_OTHER, "GET",
+        "GET", "JSON.GET", "FT.SEARCH", "_OTHER", "GET",
     ]  # fmt: skip
-    assert HTTP_OTHER == "_OTHER" and AI_OTHER == "_other"
+    assert (OTHER, HTTP_OTHER, AI_OTHER, POSTGRES_OTHER) == ("_OTHER",) * 4
+    model = AIBoundedLabel("model", max_values=1)
+    errors = error_types(None, "test", max_values=1)
+    receiver = SinkMetrics.create(CollectorRegistry(), max_receivers=1).receiver
+    assert [(b("a"), b("b")) for b in (model, errors, receiver)] == [("a", "_OTHER")] * 3
 
 
 # -- processes sharing a directory -----------------------------------------------------------
@@ -57,7 +68,7 @@ from inferwatch.metrics.labels import BoundedLabel
 
 cap, bounds, values = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
 named = [f"test.model{k}" for k in range(bounds)]
-bound = [BoundedLabel("model", name=n, other="_other", max_values=cap) for n in named]
+bound = [BoundedLabel("model", name=n, max_values=cap) for n in named]
 print("ready", flush=True)
 sys.stdin.readline()  # start together
 # Value by value through every bound: all of them reach their caps at about the same time.
@@ -102,7 +113,7 @@ def test_processes_racing_for_caps_admit_exactly_cap_values_and_agree(tmp_path: 
         assert len(admitted) == cap, f"bound {k}"
         for mapped in per_process:
             # A value is admitted everywhere or nowhere; everything else is folded.
-            assert all(label == (v if v in admitted else "_other") for v, label in mapped.items())
+            assert all(label == (v if v in admitted else "_OTHER") for v, label in mapped.items())
         path = Path(shared_file(str(tmp_path), f"test.model{k}"))
         assert sorted(json.loads(line) for line in path.read_text().splitlines()) == sorted(
             admitted
@@ -111,16 +122,16 @@ def test_processes_racing_for_caps_admit_exactly_cap_values_and_agree(tmp_path: 
     # A worker started later (a restart) gets the same values and no new ones.
     admitted = {v for v, label in results[0][0].items() if label == v}
     (later,) = admit_in_processes(tmp_path, cap, [["brand-new", *sorted(admitted)]])
-    assert later[0] == {"brand-new": "_other", **{v: v for v in admitted}}
+    assert later[0] == {"brand-new": "_OTHER", **{v: v for v in admitted}}
 
 
 def test_a_torn_line_left_by_a_killed_writer_costs_nothing(tmp_path: Path) -> None:
     path = Path(shared_file(str(tmp_path), "test.model0"))
     path.write_bytes(b'"kept"\n"half-writ')  # a writer killed in the middle of its line
     ((first,),) = admit_in_processes(tmp_path, 3, [["kept", "x", "y", "z"]])
-    assert first == {"kept": "kept", "x": "x", "y": "y", "z": "_other"}
+    assert first == {"kept": "kept", "x": "x", "y": "y", "z": "_OTHER"}
     ((second,),) = admit_in_processes(tmp_path, 3, [["z", "y", "x"]])
-    assert second == {"z": "_other", "y": "y", "x": "x"}
+    assert second == {"z": "_OTHER", "y": "y", "x": "x"}
 
 
 def test_compaction_keeps_the_admitted_values(tmp_path: Path) -> None:

@@ -219,7 +219,7 @@ def test_labels_are_bounded_and_never_name_the_url(upstream: Server) -> None:
     first = Upstream("tts", registry, breaker=None, max_peers=2)
     Upstream("llm", registry, breaker=None)
     third = Upstream("embeddings", registry, breaker=None)
-    assert (first.peer, third.peer) == ("tts", "_other")
+    assert (first.peer, third.peer) == ("tts", "_OTHER")
     with httpx.Client(base_url=upstream.url, transport=first.transport()) as client:
         assert client.request("BREW", "/healthz").status_code == 400
     duration = "http_client_request_duration_seconds_count"

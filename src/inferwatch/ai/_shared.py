@@ -63,7 +63,7 @@ class RegistryState:
         default_max: int = DEFAULT_CAP,
     ) -> BoundedLabel:
         """The registry's one bound for ``label``: every metric carrying the label must fold
-        the same values into ``_other``, or series would not join across metrics."""
+        the same values into ``_OTHER``, or series would not join across metrics."""
         explicit = allowed is not None or max_values is not None
         with self._lock:
             found = self._bounds.get(label)

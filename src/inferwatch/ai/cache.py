@@ -252,7 +252,7 @@ class CacheMetrics:
             if shared:
                 self._metrics.shared_entries.labels(self._label).set(entries)
                 return
-            # Applied as a difference so that caches sharing a name (or `_other`) add up.
+            # Applied as a difference so that caches sharing a name (or `_OTHER`) add up.
             with self._size_lock:
                 self._metrics.entries.labels(self._label).inc(entries - self._size)
                 self._size = entries

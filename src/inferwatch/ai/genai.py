@@ -39,7 +39,7 @@ from prometheus_client.registry import REGISTRY, CollectorRegistry
 from inferwatch.ai._shared import Span, state_for
 from inferwatch.ai.inference import InferenceMetrics, InferenceRequest
 from inferwatch.ai.models import DEFAULT_MAX_MODELS
-from inferwatch.http.middleware import OTHER, error_type
+from inferwatch.http.middleware import error_type
 from inferwatch.metrics import Histogram
 from inferwatch.metrics.labels import error_types
 
@@ -111,7 +111,7 @@ class GenAIMetrics:
         self._metrics = genai_set(registry)
         self._model = state.bound("model", allowed_models, max_models, DEFAULT_MAX_MODELS)
         self._operation = state.bound(OPERATION)
-        self._error_types = error_types(registry, "genai", other=OTHER)
+        self._error_types = error_types(registry, "genai")
         self.operation = operation
         self._inference = inference
         self._clock = clock

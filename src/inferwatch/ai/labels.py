@@ -1,6 +1,6 @@
 """Bounded label values of the AI metrics: user-given names (models, caches, stages) must not
 grow a scrape without limit, so each label keeps either an allow-list or a cap and folds the
-rest into ``_other``. The mechanism is :class:`inferwatch.metrics.labels.BoundedLabel`; in
+rest into ``_OTHER``. The mechanism is :class:`inferwatch.metrics.labels.BoundedLabel`; in
 multiprocess mode the cap holds across all workers and their restarts."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import logging
 from collections.abc import Iterable
 
 from inferwatch.metrics import labels
+from inferwatch.metrics.labels import OTHER
 
-OTHER = "_other"
+__all__ = ["OTHER", "BoundedLabel"]
 
 log = logging.getLogger("inferwatch.ai")
 
@@ -35,7 +36,6 @@ class BoundedLabel(labels.BoundedLabel):
         super().__init__(
             label,
             name=f"ai.{label}",
-            other=OTHER,
             allowed=allowed,
             max_values=max_values,
             logger=log,

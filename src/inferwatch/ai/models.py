@@ -85,7 +85,7 @@ class ModelSet:
 
     def _add_copies(self, labels: tuple[str, str, str], delta: int) -> None:
         # Counted here rather than with inc/dec on the gauge so the gauge can be removed
-        # exactly when it reaches 0 (several models may share the `_other` series).
+        # exactly when it reaches 0 (several models may share the `_OTHER` series).
         n = self._copies.get(labels, 0) + delta
         if n > 0:
             self._copies[labels] = n
@@ -111,7 +111,7 @@ class ModelMetrics:
 
     ``allowed_models`` (an allow-list) or ``max_models`` (a cap, default 50) bound the
     ``model`` label of every AI metric in the registry; other models are reported as
-    ``_other``.
+    ``_OTHER``.
     """
 
     def __init__(

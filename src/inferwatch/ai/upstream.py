@@ -57,10 +57,10 @@ from inferwatch.ai.breaker import (
     CircuitOpenError,
     Permit,
 )
-from inferwatch.http.middleware import KNOWN_METHODS, OTHER, error_type
+from inferwatch.http.middleware import KNOWN_METHODS, error_type
 from inferwatch.metrics import Counter, Gauge, Histogram
 from inferwatch.metrics.buckets import DURATION_SECONDS
-from inferwatch.metrics.labels import error_types
+from inferwatch.metrics.labels import OTHER, error_types
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -201,7 +201,7 @@ class Upstream:
         self._state = state = state_for(registry)
         self._metrics = upstream_set(registry, duration_buckets)
         self.peer = state.bound("peer", None, max_peers, DEFAULT_MAX_PEERS)(peer)
-        self._error_types = error_types(registry, "upstream", other=OTHER)
+        self._error_types = error_types(registry, "upstream")
         self._is_failure = is_failure
         if breaker is True:
             breaker = CircuitBreaker(name=peer)

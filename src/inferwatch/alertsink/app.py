@@ -43,7 +43,7 @@ class SinkSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     forward_urls: tuple[str, ...] = field(default_factory=tuple)
     forward_timeout: float = 5.0
-    # Receiver names the metrics keep as label values; later ones are counted as "_other".
+    # Receiver names the metrics keep as label values; later ones are counted as "_OTHER".
     max_receivers: int = DEFAULT_MAX_RECEIVERS
     auth: MetricsAuth | None = None  # credentials every endpoint but /healthz requires
 

@@ -11,7 +11,6 @@ from inferwatch.metrics.labels import BoundedLabel
 
 REJECT_REASONS = ("too_large", "malformed", "invalid")
 FORWARD_RESULTS = ("ok", "error", "dropped")
-OTHER_RECEIVER = "_other"
 DEFAULT_MAX_RECEIVERS = 32  # an Alertmanager configuration names a handful
 
 
@@ -23,7 +22,7 @@ class SinkMetrics:
     rejected: Counter
     forwards: Counter
     # The receiver comes from the request body: whoever can post chooses it, so its values
-    # are capped (the first ones seen are kept, later ones count as "_other").
+    # are capped (the first ones seen are kept, later ones count as "_OTHER").
     receiver: BoundedLabel
 
     @classmethod
@@ -61,7 +60,6 @@ class SinkMetrics:
             receiver=BoundedLabel(
                 "receiver",
                 name="alertsink.receiver",
-                other=OTHER_RECEIVER,
                 max_values=max_receivers,
             ),
         )

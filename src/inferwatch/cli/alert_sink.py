@@ -80,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=positive_int,
         default=DEFAULT_MAX_RECEIVERS,
         metavar="N",
-        help="receiver names kept as metric labels, later ones counted as _other "
+        help="receiver names kept as metric labels, later ones counted as _OTHER "
         f"(default {DEFAULT_MAX_RECEIVERS})",
     )
     parser.add_argument(

@@ -45,7 +45,7 @@ from inferwatch.http.instruments import HttpMetrics
 from inferwatch.http.routes import RouteTemplates
 from inferwatch.metrics import CounterChild, GaugeChild, HistogramChild
 from inferwatch.metrics.labels import MAX_ERROR_TYPES as DEFAULT_MAX_ERROR_TYPES
-from inferwatch.metrics.labels import error_types
+from inferwatch.metrics.labels import OTHER, error_types
 from inferwatch.metrics.shared import report_error
 
 Scope = MutableMapping[str, Any]
@@ -53,7 +53,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[Message], Any]
 
-OTHER = "_OTHER"
 # OTel's list of known methods; anything else is user input and collapses into _OTHER.
 KNOWN_METHODS = frozenset(
     {"CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "QUERY", "TRACE"}
@@ -233,9 +232,7 @@ class InferwatchMiddleware:
         self._turns = LoopTurns()
         # One bound per registry (Starlette rebuilds this middleware when it likes), whose
         # admitted types are shared by all workers in multiprocess mode.
-        self._error_types = error_types(
-            metrics.registry, "http", other=OTHER, max_values=MAX_ERROR_TYPES
-        )
+        self._error_types = error_types(metrics.registry, "http", max_values=MAX_ERROR_TYPES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # HTTP is handled inline rather than in a helper coroutine: one coroutine less per

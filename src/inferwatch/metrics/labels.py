@@ -39,6 +39,11 @@ from inferwatch.metrics.shared import once_per_registry
 
 log = logging.getLogger("inferwatch")
 
+# The one overflow value of every bounded label, and of every fixed vocabulary (HTTP methods,
+# status classes, SQL keywords, PostgreSQL states): OpenTelemetry's spelling for "another
+# value", so one matcher (``!="_OTHER"``) finds what was folded on any metric.
+OTHER = "_OTHER"
+
 # Also part of a file name in the multiprocess directory, so it must stay a plain name.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:-]*$")
 FILE_PREFIX = "labels_"
@@ -58,12 +63,12 @@ def shared_file(directory: str, name: str) -> str:
 
 class BoundedLabel:
     """Maps raw values of one label to at most ``max_values`` distinct values (or to an
-    allow-list), and everything else to ``other``.
+    allow-list), and everything else to :data:`OTHER`.
 
     ``name`` identifies the bound across processes (the metric family, or the group of
     families sharing the label, and the label): in multiprocess mode every process that
-    builds a bound of the same name shares its admitted values. ``other`` is the overflow
-    value. ``logger`` gets one warning the first time a value is folded.
+    builds a bound of the same name shares its admitted values. ``logger`` gets one warning
+    the first time a value is folded.
     """
 
     def __init__(
@@ -71,7 +76,6 @@ class BoundedLabel:
         label: str,
         *,
         name: str,
-        other: str,
         allowed: Iterable[str] | None = None,
         max_values: int | None = None,
         logger: logging.Logger = log,
@@ -80,7 +84,6 @@ class BoundedLabel:
             raise ValueError(f"{label}: the bound's name must match {_NAME.pattern}, got {name!r}")
         self.label = label
         self.name = name
-        self.other = other
         self._log = logger
         self._admitted: set[str] = set()
         self._full = False  # no value can be admitted any more: fold without looking
@@ -154,9 +157,9 @@ class BoundedLabel:
             log_why = why or f"is past the cap of {self.max_values} values"
             self._log.warning(
                 "inferwatch: %s %r %s; it and later ones are reported as %r",
-                self.label, value, log_why, self.other,
+                self.label, value, log_why, OTHER,
             )  # fmt: skip
-        return self.other
+        return OTHER
 
 
 class _SharedValues:
@@ -236,7 +239,6 @@ def error_types(
     registry: CollectorRegistry | None,
     scope: str,
     *,
-    other: str,
     max_values: int = MAX_ERROR_TYPES,
 ) -> BoundedLabel:
     """The bounded ``error_type`` label of one kind of instrumentation (``http``,
@@ -247,5 +249,5 @@ def error_types(
     return once_per_registry(
         registry,
         name,
-        lambda: BoundedLabel("error_type", name=name, other=other, max_values=max_values),
+        lambda: BoundedLabel("error_type", name=name, max_values=max_values),
     )

@@ -29,7 +29,6 @@ SYSTEM = "db_system_name"
 POOL = "db_client_connection_pool_name"
 STATE = "db_client_connection_state"
 OPERATION = "db_operation_name"
-OTHER = "_OTHER"
 
 # OTel's advised boundaries for db.client.operation.duration, plus finer low end: Redis
 # commands take tens of microseconds.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from inferwatch.metrics.labels import BoundedLabel
-from inferwatch.pools.instruments import OPERATION, OTHER
+from inferwatch.metrics.labels import OTHER, BoundedLabel
+from inferwatch.pools.instruments import OPERATION
 
 # First keywords of SQL statements worth telling apart; anything else is _OTHER.
 _SQL_WORDS = """SELECT INSERT UPDATE DELETE MERGE UPSERT REPLACE WITH VALUES BEGIN START COMMIT
@@ -58,9 +58,7 @@ class RedisCommandNames:
     multiprocess mode) as they are, anything else ``_OTHER``."""
 
     def __init__(self, extra: int = EXTRA_REDIS_COMMANDS) -> None:
-        self._extra = BoundedLabel(
-            OPERATION, name=f"pools.redis.{OPERATION}", other=OTHER, max_values=extra
-        )
+        self._extra = BoundedLabel(OPERATION, name=f"pools.redis.{OPERATION}", max_values=extra)
 
     def __call__(self, command: object) -> str:
         if isinstance(command, bytes):

@@ -12,8 +12,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from inferwatch.metrics import Counter, Gauge, Histogram
+from inferwatch.metrics import Counter, Gauge, Histogram, counter, gauge, histogram
 from inferwatch.metrics._base import label_value
+from tests.support.threads import run_together, switching_inside
 
 
 def exposed(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
@@ -58,6 +59,9 @@ def test_counter_and_gauge() -> None:
 
 
 def test_concurrent_increments_are_exact() -> None:
+    """The child's lock keeps ``+=`` whole: traced opcode by opcode, a thread may switch
+    between reading the count and storing it back, and without the lock observations are
+    lost (the GIL alone switches at no point inside ``+=`` on CPython 3.10+)."""
     registry = CollectorRegistry()
     h = Histogram("t_seconds", "help", buckets=[1], registry=registry)
     child = h.labels()
@@ -66,14 +70,35 @@ def test_concurrent_increments_are_exact() -> None:
         for _ in range(20_000):
             child.observe(0.5)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with switching_inside(histogram):
+        run_together(work, threads=4)
     got = exposed(registry)
     assert got[("t_seconds_count", ())] == 80_000
     assert got[("t_seconds_sum", ())] == 40_000
+
+
+def test_concurrent_counter_and_gauge_writes_are_exact() -> None:
+    """As for the histogram: each child's lock, not the GIL, keeps its ``+=`` whole. One
+    metric at a time, so that the threads meet in that metric's writes only."""
+    registry = CollectorRegistry()
+    jobs = Counter("jobs", "help", registry=registry).labels()
+    running = Gauge("running", "help", registry=registry).labels()
+
+    def count() -> None:
+        for _ in range(20_000):
+            jobs.inc()
+
+    def move() -> None:
+        for _ in range(10_000):
+            running.inc(2)
+            running.dec()
+
+    with switching_inside(counter, gauge):
+        run_together(count, threads=4)
+        run_together(move, threads=4)
+    got = exposed(registry)
+    assert got[("jobs_total", ())] == 80_000
+    assert got[("running", ())] == 40_000
 
 
 @pytest.mark.parametrize(

@@ -439,9 +439,12 @@ def test_gunicorn_child_exit_hook_compacts(tmp_path: Path, monkeypatch: pytest.M
 def start_writer(directory: Path, code: str, *args: str) -> subprocess.Popen[str]:
     """A Python process in multiprocess mode (the variable set before it starts) running
     ``code``; it prints one line when it has written everything, then waits to be killed."""
+    root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), root) if p)
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)},
+        # The repository on the path too, for tests.support.threads.
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory), "PYTHONPATH": path},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -469,9 +472,9 @@ def collected(directory: Path) -> Samples:
 
 THREADED_WRITER = """
 import sys, threading
-sys.setswitchinterval(1e-6)  # a thread switch at every chance
 import prometheus_client
-from inferwatch.metrics import Counter, Gauge, Histogram, store
+from inferwatch.metrics import Counter, Gauge, Histogram, _base, counter, gauge, histogram, store
+from tests.support.threads import switching_inside
 
 threads, keys, passes = (int(a) for a in sys.argv[1:])
 jobs = Counter("jobs", "J.", ["key"], registry=None)
@@ -498,11 +501,13 @@ def work(t):
             own[t].labels(key).inc()
             waits[t].labels(key).observe(2.0)
 
-pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-for t in pool:
-    t.start()
-for t in pool:
-    t.join()
+# A thread switch may come between any two bytecodes of the writes and of their placing.
+with switching_inside(_base, counter, gauge, histogram, store):
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
 assert store.active() is not None
 print(type(jobs.labels("k0")).__name__, type(theirs.labels("k0")._value).__name__, flush=True)
 import time; time.sleep(600)  # until killed

@@ -11,7 +11,8 @@ same process, so it never leaves this process's memory::
     python -m inferwatch.deploy.launch exporter --host 0.0.0.0
 
 ``INFERWATCH_<BACKEND>_URL`` holds no secret; ``INFERWATCH_<BACKEND>_PASSWORD_FILE`` names
-the file whose first line becomes the URL's (percent-encoded) password.
+the file whose content becomes the URL's (percent-encoded) password, read as every secret
+file of inferwatch is (:func:`inferwatch.exposition.auth.read_secret_file`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
+
+from inferwatch.exposition.auth import read_secret_file
 
 PROG = "inferwatch-launch"
 # backend -> the CLI option that takes its URL
@@ -36,13 +38,6 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{host}"))
 
 
-def read_secret(path: str) -> str:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if not lines or not lines[0]:
-        raise ValueError(f"{path} is empty")
-    return lines[0]
-
-
 def backend_urls(environ: Mapping[str, str]) -> dict[str, str]:
     """Backend -> URL (with its password) for every INFERWATCH_<BACKEND>_URL set."""
     urls = {}
@@ -50,8 +45,12 @@ def backend_urls(environ: Mapping[str, str]) -> dict[str, str]:
         url = environ.get(f"INFERWATCH_{backend.upper()}_URL", "")
         if not url:
             continue
-        secret_file = environ.get(f"INFERWATCH_{backend.upper()}_PASSWORD_FILE", "")
-        urls[backend] = with_password(url, read_secret(secret_file)) if secret_file else url
+        variable = f"INFERWATCH_{backend.upper()}_PASSWORD_FILE"
+        if secret_file := environ.get(variable, ""):
+            url = with_password(
+                url, read_secret_file(secret_file, f"{backend} password (${variable})")
+            )
+        urls[backend] = url
     return urls
 
 

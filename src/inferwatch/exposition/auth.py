@@ -41,8 +41,15 @@ class MetricsAuthError(ValueError, SystemExit):
 
 
 def read_secret_file(path: str | os.PathLike[str], what: str) -> str:
+    """The secret in the file at ``path``: a token, a password or a URL holding one.
+
+    inferwatch's one reader of secret files, for every command and for the library. Leading
+    and trailing whitespace is dropped, the line break an editor or ``echo`` ends the file
+    with included, as Prometheus drops it from the same ``credentials_file`` or
+    ``password_file``, so one file means the same secret to both. An empty file is an error.
+    Messages name ``what`` and the path, never the contents."""
     try:
-        secret = Path(path).read_text().strip()
+        secret = Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ValueError(f"cannot read {what} from file {str(path)!r}: {exc.strerror}") from None
     if not secret:

@@ -105,14 +105,19 @@ def test_name_follows_prometheus_conventions(info: catalogue.MetricInfo) -> None
     if words & _TIME_WORDS:
         assert base.endswith("_seconds"), f"{name} measures time: end it in _seconds"
     if words & _SIZE_WORDS:
-        assert base.endswith("_bytes"), f"{name} measures a size: end it in _bytes"
+        # a size, or a size per second (a slope the exporter derives, such as memory growth)
+        assert base.endswith(("_bytes", "_bytes_per_second")), (
+            f"{name} measures a size: end it in _bytes"
+        )
 
 
 @pytest.mark.parametrize("info", METRICS, ids=lambda info: info.name)
 def test_labels_and_help(info: catalogue.MetricInfo) -> None:
     for label in info.labels:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", label), f"{info.name}: label {label!r}"
-    assert info.help[:1].isupper() and info.help.endswith("."), (
+    # A sentence: a capital or a figure first ("1 when the server answered, ..."), a full stop.
+    first = info.help[:1]
+    assert (first.isupper() or first.isdigit()) and info.help.endswith("."), (
         f"{info.name}: help text should be a sentence: {info.help!r}"
     )
 

@@ -3,10 +3,8 @@ metric names and thresholds, checked on the generated Grafana JSON."""
 
 from __future__ import annotations
 
-import ast
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,12 +16,10 @@ from inferwatch.dashboards import build_all, grafana
 from inferwatch.dashboards import thresholds as adapter
 from inferwatch.dashboards.model import DATASOURCE, GRID_COLUMNS, Needs, ref_id
 from inferwatch.demo.faults import Faults
-from inferwatch.exporters.host import HostCollector
 
 THRESHOLDS = load_thresholds()
 SPECS = build_all(THRESHOLDS)
 JSON = {name: grafana.to_json(spec) for name, spec in SPECS.items()}
-EXPORTERS = Path(__file__).resolve().parent.parent / "src" / "inferwatch" / "exporters"
 CURRENT_TYPES = {"timeseries", "stat", "bargauge", "table"}
 ANGULAR = {"graph", "singlestat", "table-old", "grafana-piechart-panel", "grafana-worldmap-panel"}
 UIDS = {
@@ -87,24 +83,9 @@ def metric_names(expr: str) -> set[str]:
     return {n for n in names if n not in PROMQL_WORDS and not re.fullmatch(r"e\d*", n)}
 
 
-def exporter_names() -> set[str]:
-    """Names the standalone exporter writes: its collectors' string literals, plus the host
-    collector's real output (some of its names are built with f-strings)."""
-    found: set[str] = set()
-    for path in EXPORTERS.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            text = node.value if isinstance(node, ast.Constant) else None
-            if isinstance(text, str) and re.fullmatch(r"inferwatch_[a-z0-9_]+", text):
-                found |= {text, text + "_total"}
-    collector = HostCollector(growth_min_span=0.001, growth_window=1.0)
-    for _ in range(2):  # CPU usage appears from the second collection on
-        for family in collector.collect():
-            found |= {sample.name for sample in family.samples}
-    return found
-
-
 def known_names() -> set[str]:
-    names = set(BUILTIN) | exporter_names()
+    # The exporter's metrics are in the catalogue too, read from its collectors' declarations.
+    names = set(BUILTIN)
     names |= set(recording.record_names(THRESHOLDS))
     _, grouped = catalogue.build()
     for _, infos in grouped:

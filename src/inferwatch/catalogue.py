@@ -3,16 +3,26 @@
 The catalogue is built from the metric definitions themselves (never written by hand), so the
 README's table cannot drift from what a scrape actually returns: a test compares the two.
 New metric sets (AI workload, collectors) are added to :data:`METRIC_SETS`.
+
+The standalone exporter's metrics exist only at scrape time, from backends the catalogue
+cannot reach; its collectors declare them up front instead (``METRICS`` in each collector
+module, see :mod:`inferwatch.exporters.descriptors`), and the catalogue lists those
+declarations: one table for what the runner adds to every collector, one per collector named
+in :data:`~inferwatch.exporters.config.COLLECTOR_MODULES`, so a new collector is listed
+without an edit here.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.registry import Collector, CollectorRegistry
+
+from inferwatch.exporters.config import COLLECTOR_MODULES
 
 START_MARKER = "<!-- catalogue:start -->"
 END_MARKER = "<!-- catalogue:end -->"
@@ -64,11 +74,36 @@ def _self(registry: CollectorRegistry) -> object:
     return instrumentation_errors(registry)
 
 
+# Where the exporter's runner declares what it adds for every collector.
+EXPORTER_RUNNER_MODULE = "inferwatch.exporters.collector"
+
+
+def declared(module_name: str) -> Callable[[CollectorRegistry], object]:
+    """A metric set built from the ``METRICS`` descriptors ``module_name`` declares."""
+
+    def build(registry: CollectorRegistry) -> object:
+        from inferwatch.exporters.descriptors import DeclaredMetrics
+
+        collector = DeclaredMetrics(importlib.import_module(module_name).METRICS)
+        registry.register(collector)
+        return collector
+
+    return build
+
+
 METRIC_SETS: list[MetricSet] = [
     MetricSet("HTTP and WebSocket (`inferwatch.http`)", _http),
     MetricSet("AI workloads (`inferwatch.ai`)", _ai),
     MetricSet("Connection pools and database clients (`inferwatch.pools`)", _pools),
     MetricSet("inferwatch itself", _self),
+    MetricSet(
+        "Standalone exporter, for every collector (`inferwatch exporter`)",
+        declared(EXPORTER_RUNNER_MODULE),
+    ),
+    *(
+        MetricSet(f"Standalone exporter, `{name}` collector (`{module}`)", declared(module))
+        for name, module in COLLECTOR_MODULES.items()
+    ),
 ]
 
 

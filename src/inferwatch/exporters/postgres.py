@@ -2,7 +2,7 @@
 
 Counts client backends in ``pg_stat_activity`` (the ones ``max_connections`` limits) by
 state. States are a fixed set: every known state is always reported (0 when none), and
-anything new is counted as ``other``, so the series are bounded and alert rules can rely on
+anything new is counted as ``_OTHER``, so the series are bounded and alert rules can rely on
 them existing. One autocommit connection is kept across scrapes; on any error it is dropped
 and the collector yields only ``inferwatch_postgres_up 0``.
 """
@@ -13,11 +13,13 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from inferwatch.exporters.collector import CollectorError
 from inferwatch.exporters.config import ExporterConfig
+from inferwatch.exporters.descriptors import Descriptor
 from inferwatch.exporters.redact import redact_text
+from inferwatch.metrics.labels import OTHER
 
 # pg_stat_activity.state values, as label values.
 STATES = {
@@ -28,7 +30,6 @@ STATES = {
     "fastpath function call": "fastpath_function_call",
     "disabled": "disabled",
 }
-OTHER = "other"
 
 _QUERY = """
 SELECT state, count(*) FROM pg_stat_activity
@@ -36,12 +37,23 @@ WHERE backend_type = 'client backend' GROUP BY state
 """
 
 
-def up_family(value: float) -> GaugeMetricFamily:
-    return GaugeMetricFamily(
-        "inferwatch_postgres_up",
-        "1 when the PostgreSQL server answered, 0 otherwise.",
-        value=value,
-    )
+UP = Descriptor(
+    "inferwatch_postgres_up", "gauge", "1 when the PostgreSQL server answered, 0 otherwise."
+)
+CONNECTIONS = Descriptor(
+    "inferwatch_postgres_connections",
+    "gauge",
+    "Client connections by state (pg_stat_activity; unknown states are _OTHER).",
+    ("state",),
+)
+MAX_CONNECTIONS = Descriptor(
+    "inferwatch_postgres_max_connections", "gauge", "The max_connections setting."
+)
+METRICS = (UP, CONNECTIONS, MAX_CONNECTIONS)
+
+
+def up_family(value: float) -> Metric:
+    return UP.family(value)
 
 
 class PostgresCollector:
@@ -91,19 +103,11 @@ class PostgresCollector:
                 continue
             label = STATES.get(state, OTHER)
             counts[label] += count
-        family = GaugeMetricFamily(
-            "inferwatch_postgres_connections",
-            "Client connections by state (pg_stat_activity; unknown states are 'other').",
-            labels=["state"],
-        )
+        family = CONNECTIONS.family()
         for label, count in counts.items():
             family.add_metric([label], count)
         yield family
-        yield GaugeMetricFamily(
-            "inferwatch_postgres_max_connections",
-            "The max_connections setting.",
-            value=max_connections,
-        )
+        yield MAX_CONNECTIONS.family(max_connections)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None

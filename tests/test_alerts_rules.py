@@ -46,7 +46,7 @@ def test_every_alert_has_both_annotations_runbook_and_severity() -> None:
             assert rule["annotations"]["runbook_url"].endswith(
                 f"/alerts/runbooks/{rule['alert']}.md"
             )
-    assert set(alerting.alert_names(t)) <= set(runbook_data.PAGES)
+    assert set(alerting.alert_names(t)) <= set(runbook_data.pages())
     assert alerting.severities(t)["Watchdog"] == ["none"]
     watchdog = _rules(t, "Watchdog")[0]
     assert watchdog["expr"] == "vector(1)"
@@ -56,7 +56,7 @@ def test_every_signal_has_a_runbook_page() -> None:
     from inferwatch.alerts.signals import SIGNALS
 
     assert {s.alert for s in SIGNALS} | {s.alert for s in slo.SLIS} | {"Watchdog"} == set(
-        runbook_data.PAGES
+        runbook_data.pages()
     )
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from inferwatch.alerts import promql
+from inferwatch.alerts import promql, signals
 from inferwatch.alerts.annotate import SERVICE_LABEL, VALUE, annotations, threshold_text
-from inferwatch.alerts.signals import SIGNALS, Signal
+from inferwatch.alerts.signals import Signal
 from inferwatch.alerts.thresholds import (
     SEVERITIES,
     Levels,
@@ -103,35 +103,14 @@ def threshold_rules(thresholds: Thresholds, signal: Signal) -> list[Rule]:
     return rules
 
 
-_STATE_TEXT = {
-    "exporter_collector_failure": (
-        "Collector {{ $labels.collector }} of {{ $labels.job }} has failed every scrape for "
-        "{for}; its metrics are missing, not zero."
-    ),
-    "target_down": (
-        "Prometheus has failed to scrape {{ $labels.job }} on {{ $labels.instance }} for {for}; "
-        "alerts on its metrics cannot fire while it is down."
-    ),
-    "target_absent": (
-        "No scrape target of job {{ $labels.job }} has existed for {for}: service discovery "
-        "or the scrape config lost it, so alerts on its metrics cannot fire."
-    ),
-}
-
-
 def state_expressions(thresholds: Thresholds, signal: Signal) -> list[str]:
-    if signal.key == "exporter_collector_failure":
-        return ["inferwatch_exporter_collector_success == 0"]
-    jobs = thresholds.settings.targets
-    if signal.key == "target_down":
-        return [" or ".join(f'up{{job="{job}"}} == 0' for job in jobs)] if jobs else []
-    # One rule: promtool rejects rules that differ only in their expression.
-    return [" or ".join(f'absent(up{{job="{job}"}})' for job in jobs)] if jobs else []
+    assert signal.state is not None, f"{signal.key} is not a yes/no signal"
+    return signal.state.expressions(thresholds.settings.targets)
 
 
 def state_rules(thresholds: Thresholds, signal: Signal) -> list[Rule]:
     level = thresholds.signals[signal.key]
-    assert isinstance(level, StateLevel)
+    assert isinstance(level, StateLevel) and signal.state is not None
     duration = promql.window(level.for_)
     return [
         {
@@ -144,7 +123,7 @@ def state_rules(thresholds: Thresholds, signal: Signal) -> list[Rule]:
                 signal.alert,
                 signal.dashboard_uid,
                 signal.summary,
-                _STATE_TEXT[signal.key].replace("{for}", duration),
+                signal.state.description.replace("{for}", duration),
             ),
         }
         for expr in state_expressions(thresholds, signal)
@@ -172,7 +151,7 @@ def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
     from inferwatch.alerts import slo  # one module per concept; slo uses this module's helpers
 
     by_dashboard: dict[str, list[Rule]] = {}
-    for signal in SIGNALS:
+    for signal in signals.SIGNALS:
         rules = (
             state_rules(thresholds, signal)
             if signal.kind == "state"

@@ -1,12 +1,10 @@
-"""One Markdown runbook per alert, from ``runbook_data`` and the current thresholds."""
+"""One Markdown runbook per alert, from its definition's page and the current thresholds."""
 
 from __future__ import annotations
 
-from inferwatch.alerts import alerting, promql
+from inferwatch.alerts import alerting, promql, runbook_data, signals
 from inferwatch.alerts.annotate import dashboard_url, threshold_text
 from inferwatch.alerts.render import GENERATED
-from inferwatch.alerts.runbook_data import PAGES
-from inferwatch.alerts.signals import SIGNALS
 from inferwatch.alerts.slo import SLIS, burn_threshold
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
 from inferwatch.alerts.units import format_percent
@@ -14,7 +12,7 @@ from inferwatch.alerts.units import format_percent
 
 def _rows(thresholds: Thresholds, alert: str) -> list[str]:
     rows = []
-    for signal in SIGNALS:
+    for signal in signals.SIGNALS:
         if signal.alert != alert:
             continue
         if signal.kind == "state":
@@ -49,14 +47,14 @@ def _rows(thresholds: Thresholds, alert: str) -> list[str]:
 
 
 def _dashboard(alert: str) -> str:
-    for signal in SIGNALS:
+    for signal in signals.SIGNALS:
         if signal.alert == alert:
             return signal.dashboard_uid
     return "inferwatch-overview"
 
 
 def render(thresholds: Thresholds, alert: str) -> str:
-    page = PAGES[alert]
+    page = runbook_data.pages()[alert]
     rows = _rows(thresholds, alert)
     lines = [f"<!-- {GENERATED} -->", f"# {alert}", "", page.meaning, ""]
     if rows:

@@ -15,6 +15,7 @@ from typing import Any
 
 from inferwatch.alerts import promql
 from inferwatch.alerts.annotate import SERVICE_LABEL, annotations
+from inferwatch.alerts.runbook_data import Page
 from inferwatch.alerts.thresholds import BurnRate, Thresholds
 from inferwatch.alerts.units import format_percent
 
@@ -25,14 +26,50 @@ class Sli:
     alert: str
     ratio: str  # recording rule name without the window suffix
     what: str
+    runbook: Page  # what a burning budget means, its causes and first checks
 
 
 SLIS = (
-    Sli("availability", "APIAvailabilityBudgetBurn", "job:http_server_request_errors:ratio_rate",
-        "error ratio"),
-    Sli("latency", "APILatencyBudgetBurn", "job:http_server_request_slow:ratio_rate",
-        "slow-request ratio"),
-)  # fmt: skip
+    Sli(
+        "availability",
+        "APIAvailabilityBudgetBurn",
+        "job:http_server_request_errors:ratio_rate",
+        "error ratio",
+        runbook=Page(
+            "The service fails requests (5xx, exceptions, streams broken halfway, clients that "
+            "left) fast enough to exhaust its availability error budget well before the SLO "
+            "window ends. Critical: the budget goes in hours or days; "
+            "warning: in weeks.",
+            (
+                "An ongoing incident (see APIHighErrorRate for the route).",
+                "A steady trickle of failures from a dependency or a bad release.",
+            ),
+            (
+                "Find the routes with the highest "
+                "`job_route:http_server_request_errors:ratio_rate5m`.",
+                "Roll back recent changes if the burn started with a deployment.",
+            ),
+        ),
+    ),
+    Sli(
+        "latency",
+        "APILatencyBudgetBurn",
+        "job:http_server_request_slow:ratio_rate",
+        "slow-request ratio",
+        runbook=Page(
+            "Too many requests are slower than the latency SLO threshold, fast enough to exhaust "
+            "the latency error budget before the SLO window ends.",
+            (
+                "Capacity: queueing for GPUs during traffic peaks.",
+                "A slow dependency or a model reload.",
+            ),
+            (
+                "Find the routes with the highest P95/P99 in the overview dashboard.",
+                "Check queue depth, GPU saturation and pool usage.",
+            ),
+        ),
+    ),
+)
 
 
 def objective(thresholds: Thresholds, sli: Sli) -> Fraction:

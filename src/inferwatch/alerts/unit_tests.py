@@ -12,10 +12,10 @@ import re
 from fractions import Fraction
 from typing import Any
 
-from inferwatch.alerts import alerting, fixtures, humanize, promql, slo
+from inferwatch.alerts import alerting, fixtures, humanize, promql, signals, slo
 from inferwatch.alerts.alerting import Judged
 from inferwatch.alerts.fixtures import Labels, Region
-from inferwatch.alerts.signals import SIGNALS, Signal
+from inferwatch.alerts.signals import Signal
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
 
 RULE_FILES = ["../recording_rules.yaml", "../alert_rules.yaml"]
@@ -126,21 +126,26 @@ def _labels_for(signal: Signal, judged: Judged) -> Labels | None:
     return labels
 
 
-def _fired(rules: list, judged: Judged, severities: list[str], labels: Labels, value: float):
+def _fired(
+    signal: Signal,
+    rules: list[dict[str, Any]],
+    judged: Judged,
+    severities: list[str],
+    labels: Labels,
+    value: float,
+) -> list[dict[str, Any]]:
     own = [
         r
         for r in rules
         if r["labels"]["severity"] in severities
         and r["expr"]
-        == alerting.expression(
-            _signal(r["alert"]), judged, judged.levels.level(r["labels"]["severity"])
-        )
+        == alerting.expression(signal, judged, judged.levels.level(r["labels"]["severity"]))
     ]
     return [_expected(r, labels, value) for r in own]
 
 
-def _signal(alert: str) -> Signal:
-    return next(s for s in SIGNALS if s.alert == alert and s.kind != "state")
+def _value(signal: Signal, region: Region) -> Fraction:
+    return fixtures.value_in(region, signal.quantile, signal.direction)
 
 
 def _threshold_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
@@ -179,17 +184,18 @@ def _threshold_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
                            [(silent, clock.samples(end))], [(fire_at, [])]))  # fmt: skip
         early = [(levels.for_ - clock.eval, [])] if levels.for_ >= clock.eval else []
         if "between" in regions:
-            value = float(fixtures.value_in(signal, regions["between"]))
+            value = float(_value(signal, regions["between"]))
             tests.append(group(
                 "warning only between the levels, not before for",
                 [(regions["between"], clock.samples(end))],
-                [*early, (fire_at, _fired(rules, judged, ["warning"], labels, value))],
+                [*early, (fire_at, _fired(signal, rules, judged, ["warning"], labels, value))],
             ))  # fmt: skip
-        value = float(fixtures.value_in(signal, regions["beyond"]))
+        value = float(_value(signal, regions["beyond"]))
+        beyond = _fired(signal, rules, judged, severities, labels, value)
         tests.append(group(
             "every level beyond the strongest, not before for, resolved on recovery",
             [(regions["beyond"], clock.samples(fire_at)), (silent, clock.samples(end - fire_at))],
-            [*early, (fire_at, _fired(rules, judged, severities, labels, value)), (end, [])],
+            [*early, (fire_at, beyond), (end, [])],
         ))  # fmt: skip
     return tests
 
@@ -204,32 +210,18 @@ def _state_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
     rules = _rules_for(thresholds, signal.alert)
     if not rules:
         return []
-    targets = thresholds.settings.targets
     fire_at = level.for_ + 2 * clock.eval
     end = fire_at + 3 * clock.step
     n_fire, n_rest = clock.samples(fire_at), clock.samples(end - fire_at)
     early = [(level.for_ - clock.eval, [])] if level.for_ >= clock.eval else []
-    if signal.key == "exporter_collector_failure":
-        labels = {"job": "inferwatch-exporter", "instance": "gpu-node-1:9400", "collector": "gpu"}
-        metric = "inferwatch_exporter_collector_success"
-        healthy, failing = Fraction(1), Fraction(0)
-        others: list[dict[str, str]] = []
-    else:
-        labels = {"job": targets[0], "instance": "10.0.0.1:8000"}
-        metric = "up"
-        healthy, failing = Fraction(1), Fraction(0)
-        if signal.key == "target_absent":
-            labels = {"job": targets[0]}
-            failing = None  # type: ignore[assignment]
-        others = [
-            {"series": f'up{{job="{job}", instance="10.0.0.9:8000"}}',
-             "values": fixtures.gauge_values([(Fraction(1), n_fire + n_rest)])}
-            for job in targets[1:]
-        ]  # fmt: skip
-    series_labels = labels if signal.key != "target_absent" else {**labels, "instance": "x:1"}
-    selector = (
-        f"{metric}{{{', '.join(f'{k}={chr(34)}{v}{chr(34)}' for k, v in series_labels.items())}}}"
-    )
+    assert signal.state is not None
+    case = signal.state.case(thresholds.settings.targets)
+    labels, healthy, failing = case.labels, case.healthy, case.failing
+    others = [
+        {"series": other, "values": fixtures.gauge_values([(healthy, n_fire + n_rest)])}
+        for other in case.others
+    ]
+    selector = fixtures.selector(case.metric, case.series_labels)
     expected = [_expected(rules[0], labels, 1.0)]
 
     def group(name: str, phases: list, evals: list) -> Test:
@@ -476,7 +468,7 @@ def _document(thresholds: Thresholds, tests: list[Test]) -> dict[str, Any]:
 def documents(thresholds: Thresholds) -> dict[str, dict[str, Any]]:
     """File name (under ``alerts/tests/``) -> promtool test document."""
     files: dict[str, dict[str, Any]] = {}
-    for signal in SIGNALS:
+    for signal in signals.SIGNALS:
         if signal.kind == "state":
             tests = _state_tests(thresholds, signal)
         else:

@@ -5,6 +5,7 @@ identical to the copy in README.md (so CI fails when a metric changes and the RE
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 
 from inferwatch import catalogue
 from inferwatch.cli import catalogue as catalogue_cli
+from inferwatch.exporters.config import COLLECTOR_MODULES
 from inferwatch.http.instruments import HttpMetrics
+from tests.support.hashseed import other_seeds, rendered_in_other_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -48,7 +51,10 @@ def test_readme_catalogue_is_current() -> None:
 
 
 def test_render_is_deterministic() -> None:
-    assert catalogue.render() == catalogue.render()
+    # In other processes too: under another hash seed every set iterates in another order.
+    assert rendered_in_other_processes(catalogue.render) == dict.fromkeys(
+        other_seeds(), catalogue.render()
+    )
     for _, infos in GROUPED:
         assert [i.name for i in infos] == sorted(i.name for i in infos)
 
@@ -76,6 +82,22 @@ def test_labels_match_the_definitions() -> None:
     assert by_name["http_server_request_duration_seconds"].labels == (m.request_duration.labelnames)
     assert by_name["http_server_exceptions_total"].labels == m.exceptions.labelnames
     assert all("le" not in info.labels for info in METRICS)
+
+
+def test_exporter_tables_are_the_collectors_declarations() -> None:
+    # One table for the runner, one per configured collector, each listing its declarations.
+    modules = [catalogue.EXPORTER_RUNNER_MODULE, *COLLECTOR_MODULES.values()]
+    tables = {
+        metric_set.title: [(i.name, i.type, i.labels, i.help) for i in infos]
+        for metric_set, infos in GROUPED
+        if "exporter" in metric_set.title
+    }
+    assert len(tables) == len(modules)
+    for module_name, (title, rows) in zip(modules, tables.items(), strict=True):
+        if module_name != catalogue.EXPORTER_RUNNER_MODULE:
+            assert f"(`{module_name}`)" in title
+        descriptors = importlib.import_module(module_name).METRICS
+        assert rows == sorted((d.name, d.type, d.labels, d.help) for d in descriptors)
 
 
 # -- naming conventions ---------------------------------------------------------------------

@@ -106,7 +106,11 @@ def scrape_deadline(deadline: float | None) -> Iterator[None]:
 
 @runtime_checkable
 class Collector(Protocol):
-    """One source of metrics. ``collect`` may block; the runner bounds it with a deadline."""
+    """One source of metrics. ``collect`` may block; the runner bounds it with a deadline.
+
+    The exporter's own collectors build their families from the descriptors their module
+    declares in ``METRICS``; the runner needs only ``name`` and ``collect``, so any object
+    with those two (a test's stand-in, a custom collector) can run beside them."""
 
     name: str
 

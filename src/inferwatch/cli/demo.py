@@ -16,11 +16,13 @@ from typing import Any
 
 from inferwatch.cli.arguments import (
     LOG_LEVELS,
+    backend_url,
     non_negative_float,
     port,
     positive_float,
     positive_int,
 )
+from inferwatch.config import check_backend_url
 from inferwatch.metrics.multiprocess import ENV_VAR as MULTIPROC_ENV
 
 PROG = "inferwatch demo"
@@ -39,40 +41,16 @@ def _model_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def _check_url(text: str, schemes: tuple[str, ...]) -> str:
-    # Never echo the URL back: it may hold a password.
-    if not text.startswith(tuple(f"{s}://" for s in schemes)):
-        raise ValueError(f"must be a {' or '.join(schemes)}:// URL")
-    return text
+def _backend_url(backend: str) -> Any:
+    """The argparse type of ``--BACKEND-url``: errors show the URL redacted, never a password."""
 
-
-def _backend_url(schemes: tuple[str, ...]) -> Any:
     def parse(text: str) -> str:
         try:
-            return _check_url(text, schemes)
+            return check_backend_url(backend, text)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     return parse
-
-
-SCHEMES = {"redis": ("redis", "rediss"), "postgres": ("postgresql", "postgres")}
-
-
-def backend_url(args: argparse.Namespace, backend: str) -> str | None:
-    """``--BACKEND-url``, or the URL in ``--BACKEND-url-file`` (ValueError naming the flag,
-    never the URL, when it cannot be read or is not one)."""
-    from inferwatch.exposition.auth import read_secret_file
-
-    path = getattr(args, f"{backend}_url_file", None)
-    if path is None:
-        url: str | None = getattr(args, f"{backend}_url")
-        return url
-    flag = f"--{backend}-url-file"
-    try:
-        return _check_url(read_secret_file(path, flag), SCHEMES[backend])
-    except ValueError as exc:
-        raise ValueError(f"{flag}: {exc}") from None
 
 
 def add_parser(subparsers: Any) -> None:
@@ -122,7 +100,7 @@ def add_parser(subparsers: Any) -> None:
         given = backends.add_mutually_exclusive_group()
         given.add_argument(
             f"--{backend}-url",
-            type=_backend_url(SCHEMES[backend]),
+            type=_backend_url(backend),
             default=os.environ.get(f"INFERWATCH_DEMO_{backend.upper()}_URL") or None,
             help=used,
         )

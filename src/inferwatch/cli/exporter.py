@@ -9,6 +9,8 @@ import sys
 import threading
 from typing import Any
 
+from inferwatch.cli.arguments import port
+
 _EPILOG = (
     "Settings come from defaults, then --config FILE (.toml, .yaml or .json, keys named like "
     "the long options with '_' for '-'), then the flags. Set INFERWATCH_METRICS_TOKEN(_FILE) "
@@ -34,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     # Defaults are None so a flag overrides the config file only when it is given.
-    parser.add_argument("--port", type=int, help="port to listen on (default 9841; 0: any)")
+    parser.add_argument("--port", type=port, help="port to listen on (default 9841; 0: any)")
     parser.add_argument("--host", help="address to listen on (default 0.0.0.0)")
     parser.add_argument("--config", metavar="FILE", help="config file (.toml, .yaml, .json)")
     parser.add_argument(

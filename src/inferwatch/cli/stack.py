@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from inferwatch.cli.arguments import backend_url, port
+
 PORT_FLAGS = ("prometheus", "alertmanager", "alert_sink", "demo", "exporter")
 BACKEND_NAMES = {"redis": "Redis", "postgres": "PostgreSQL"}
 
@@ -51,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
     for name in PORT_FLAGS:
         up.add_argument(
             f"--{name.replace('_', '-')}-port",
-            type=int,
+            type=port,
             default=getattr(defaults, name),
             metavar="N",
             help=f"port of {name.replace('_', ' ')}",
@@ -167,17 +169,6 @@ def add_parser(subparsers: Any) -> None:
     up.set_defaults(func=run_up)
 
 
-def _backend_url(args: argparse.Namespace, backend: str) -> str | None:
-    """``--BACKEND-url`` or the content of ``--BACKEND-url-file`` (ValueError when unreadable)."""
-    from inferwatch.exposition.auth import read_secret_file
-
-    path = getattr(args, f"{backend}_url_file", None)
-    if path is not None:
-        return read_secret_file(path, f"--{backend}-url")
-    url: str | None = getattr(args, f"{backend}_url", None)
-    return url
-
-
 def _settings(args: argparse.Namespace) -> Any:
     from inferwatch.stack.settings import Ports, StackSettings
 
@@ -199,8 +190,8 @@ def _settings(args: argparse.Namespace) -> Any:
         for_scale=args.for_scale,
         window_scale=args.window_scale,
         startup_timeout=args.startup_timeout,
-        redis_url=_backend_url(args, "redis"),
-        postgres_url=_backend_url(args, "postgres"),
+        redis_url=backend_url(args, "redis"),
+        postgres_url=backend_url(args, "postgres"),
         embedded_backends=tuple(b for b in BACKEND_NAMES if not getattr(args, f"no_{b}")),
     )
 

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from inferwatch.config import BACKEND_SCHEMES
 from inferwatch.demo.jobs import Job
 from inferwatch.pools import instrument_sqlalchemy
 
@@ -67,7 +68,8 @@ def engine_url(postgres_url: str | None, state_dir: Path) -> str:
     if not postgres_url:
         return f"sqlite+aiosqlite:///{state_dir / SQLITE_FILE}"
     scheme, sep, rest = postgres_url.partition("://")
-    if not sep or scheme not in ("postgres", "postgresql", "postgresql+psycopg"):
+    # SQLAlchemy's own spelling of the driver besides the schemes every command accepts.
+    if not sep or scheme not in (*BACKEND_SCHEMES["postgres"], "postgresql+psycopg"):
         raise ValueError("the PostgreSQL URL must start with postgresql:// or postgres://")
     return f"postgresql+psycopg://{rest}"
 

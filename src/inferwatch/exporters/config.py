@@ -27,14 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from inferwatch.config import check_backend_url, check_port
 from inferwatch.exporters.collector import (
     DEFAULT_CACHE_TTL,
     DEFAULT_SCRAPE_TIMEOUT_OFFSET,
     DEFAULT_TIMEOUT,
 )
-from inferwatch.exporters.redact import quote_userinfo, redact_text, redact_url, url_secrets
+from inferwatch.exporters.redact import redact_text, redact_url, url_secrets
 from inferwatch.exposition.auth import read_secret_file
 from inferwatch.exposition.limits import ServerLimits
 
@@ -50,10 +50,6 @@ COLLECTOR_MODULES = {
 DEFAULT_COLLECTORS = ("host", "gpu")
 # Collectors switched on by giving their backend's URL.
 URL_COLLECTORS = {"redis": "redis_url", "postgres": "postgres_url"}
-_URL_SCHEMES = {
-    "redis_url": ("redis", "rediss", "unix"),
-    "postgres_url": ("postgres", "postgresql"),
-}
 
 
 class ConfigError(ValueError):
@@ -103,7 +99,7 @@ class ExporterConfig:
         shown = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in _URL_SCHEMES:
+            if f.name in URL_COLLECTORS.values():
                 shown[f.name] = redact_url(value) if value else ""
             else:
                 shown[f.name] = (
@@ -123,9 +119,10 @@ def _number(key: str, value: Any, *, minimum: float, inclusive: bool) -> float:
 
 
 def _port(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
-        raise ConfigError(f"{key!r} must be an integer port 0-65535, got {value!r}")
-    return value
+    try:
+        return check_port(value, repr(key))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _host(key: str, value: Any) -> str:
@@ -153,20 +150,12 @@ def _collectors(key: str, value: Any) -> tuple[str, ...]:
 
 
 def _url(key: str, value: Any) -> str:
-    # Error messages show the URL only redacted: a typo must not print the password.
-    if not isinstance(value, str):
-        raise ConfigError(f"{key!r} must be a URL string")
+    # Errors show the URL only redacted: a typo must not print the password. An unencoded
+    # `@` in a password comes back encoded: libpq would connect to (and log) the rest as a host.
     try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 -- validates the port
-    except ValueError:
-        raise ConfigError(f"{key!r} is not a valid URL: {redact_url(value)}") from None
-    if parts.scheme not in _URL_SCHEMES[key]:
-        raise ConfigError(
-            f"{key!r} must use scheme {' or '.join(_URL_SCHEMES[key])}, got {redact_url(value)}"
-        )
-    # An unencoded `@` in a password: libpq would connect to (and log) the rest as a host.
-    return quote_userinfo(value)
+        return check_backend_url(key.removesuffix("_url"), value, repr(key))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _count(key: str, value: Any) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from inferwatch.alerts import units
-from inferwatch.exporters.redact import quote_userinfo, redact_url
+from inferwatch.config import check_backend_url, check_port
 
 # Duration settings, each with whether zero is allowed (an Alertmanager group may notify at
 # once; nothing else may happen every 0 s: Prometheus would read a 0s interval as its 1m
@@ -20,12 +20,8 @@ _DURATIONS = {
     "repeat_interval": False,
     "alert_resend_delay": False,
 }
+# Backends the demo uses and the exporter reports on (each with a `<backend>_url` setting).
 BACKENDS = ("redis", "postgres")
-# Backends the demo uses and the exporter reports on, by setting: the schemes each accepts.
-_BACKEND_SCHEMES = {
-    "redis_url": ("redis", "rediss", "unix"),
-    "postgres_url": ("postgres", "postgresql"),
-}
 
 
 @dataclass(frozen=True)
@@ -97,8 +93,8 @@ class StackSettings:
         if unknown:
             raise ValueError(f"no such backend {unknown}; the stack can run {BACKENDS}")
         for name, port in self.ports.items():
-            if not 0 < port < 65536:
-                raise ValueError(f"--{name.replace('_', '-')}-port must be 1..65535, got {port}")
+            # Every component is told the others' ports before it starts: none can be 0.
+            check_port(port, f"--{name.replace('_', '-')}-port", zero_allowed=False)
         used = [port for _, port in self.ports.items()]
         if len(set(used)) != len(used):
             raise ValueError(f"every component needs its own port, got {dict(self.ports.items())}")
@@ -128,12 +124,12 @@ class StackSettings:
             raise ValueError(f"collector names must be words, got {self.exporter_collectors}")
         if self.demo_time_scale <= 0:
             raise ValueError(f"demo time scale must be positive, got {self.demo_time_scale}")
-        for name, schemes in _BACKEND_SCHEMES.items():
-            _check_backend_url(name, getattr(self, name), schemes)
-            if (url := getattr(self, name)) is not None:
+        for backend in BACKENDS:
+            if (url := self.url_of(backend)) is not None:
                 # Encoded once for every child: with an unencoded `@` in a password the demo
                 # (SQLAlchemy) and libpq would connect to the rest of it as a host.
-                object.__setattr__(self, name, quote_userinfo(url))
+                checked = check_backend_url(backend, url, f"--{backend}-url")
+                object.__setattr__(self, f"{backend}_url", checked)
 
     @property
     def backends_to_run(self) -> tuple[str, ...]:
@@ -198,19 +194,3 @@ def _check_service_auth(settings: StackSettings) -> None:
     for flag, path in files.items():
         if path is not None:
             read_secret_file(path, flag.removeprefix("--"))  # fail now, not as a down target
-
-
-def _check_backend_url(name: str, url: str | None, schemes: tuple[str, ...]) -> None:
-    """A usable URL of one of ``schemes``; errors show it only redacted (no password)."""
-    if url is None:
-        return
-    flag = f"--{name.replace('_', '-')}"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        raise ValueError(f"{flag} is not a valid URL: {redact_url(url)}") from None
-    if parts.scheme not in schemes:
-        raise ValueError(f"{flag} must use scheme {' or '.join(schemes)}, got {redact_url(url)}")
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ValueError(f"{flag} needs a host, got {redact_url(url)}")

@@ -18,9 +18,12 @@ from pathlib import Path
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.dashboards import build_all
-from inferwatch.dashboards.live import live_stack
 from inferwatch.dashboards.render import render_dashboard
-from inferwatch.dashboards.traffic import Traffic
+
+# The live stack and the traffic driver are the test suite's harness, not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.live import live_stack
+from tests.support.traffic import Traffic
 
 # (share of the run, faults) in order: healthy, a bad model release (errors above the warning
 # level, slower responses), flaky streaming, hung generations and failing model loads, then

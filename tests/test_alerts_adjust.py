@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from inferwatch.alerts.adjust import scale_for, scale_rule_windows, scale_windows
-from inferwatch.alerts.generate import rule_files
+from inferwatch.alerts.files import rule_files
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.alerts.units import parse_duration
 from inferwatch.stack import StackSettings

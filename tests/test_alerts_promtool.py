@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from inferwatch.alerts import generate
+from inferwatch.alerts import files
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
 
@@ -23,36 +23,16 @@ def promtool(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PROMTOOL, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_committed_output_is_current() -> None:
-    assert main(["generate", "--check", "--out", str(ROOT)]) == 0
-
-
-def test_generation_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
-    first = generate.produce(load_thresholds())
-    second = generate.produce(load_thresholds())
-    assert first == second
+def test_generate_writes_the_alerts_files(tmp_path: Path) -> None:
+    thresholds = load_thresholds()
+    expected = {
+        **files.rule_files_for(thresholds),
+        **files.runbook_files(thresholds),
+        **files.promtool_test_files(thresholds),
+    }
     assert main(["generate", "--out", str(tmp_path)]) == 0
-    for rel, text in first.items():
+    for rel, text in expected.items():
         assert (tmp_path / rel).read_bytes() == text.encode("utf-8")
-
-
-def test_check_names_stale_and_orphaned_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    assert main(["generate", "--out", str(tmp_path)]) == 0
-    (tmp_path / "alerts/alert_rules.yaml").write_text("groups: []\n", encoding="utf-8")
-    orphan = tmp_path / "alerts/runbooks/Gone.md"
-    orphan.write_text(generate.produce(load_thresholds())["alerts/runbooks/Watchdog.md"])
-    hand_written = tmp_path / "alerts/tests/burn_rate_extra.yaml"
-    hand_written.write_text("tests: []\n", encoding="utf-8")
-    assert main(["generate", "--check", "--out", str(tmp_path)]) == 1
-    err = capsys.readouterr().err
-    assert "stale: alerts/alert_rules.yaml" in err
-    assert "no longer generated: alerts/runbooks/Gone.md" in err
-    assert "burn_rate_extra" not in err
-    assert main(["generate", "--out", str(tmp_path)]) == 0
-    assert not orphan.exists() and hand_written.exists()
-    assert main(["generate", "--check", "--out", str(tmp_path)]) == 0
 
 
 @needs_promtool

@@ -25,11 +25,11 @@ from pytest_redis.executor import RedisExecutor
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.dashboards import build_all
-from inferwatch.dashboards.live import live_stack
+from tests.support.live import live_stack
 from inferwatch.dashboards.model import Panel
 from inferwatch.dashboards.prometheus import Prometheus, substitute
 from inferwatch.dashboards.render import render_dashboard
-from inferwatch.dashboards.traffic import Traffic
+from tests.support.traffic import Traffic
 from inferwatch.exporters import Exporter, ExporterConfig, start_exporter
 from inferwatch.stack import Stack
 from tests.fakes.fake_nvml import GIB, FakeGpu, FakeNvml

@@ -19,10 +19,13 @@ from typing import Any
 import pytest
 import yaml
 
+from inferwatch import dashboards
 from inferwatch.alertmanager import alertmanager_config
 from inferwatch.alerts.thresholds import load_thresholds
+from inferwatch.cli.main import main
 from inferwatch.deploy import kubernetes, workloads
 from inferwatch.deploy.alertmanager_crd import matcher
+from inferwatch.generation import driver
 from tests.support.k8s import problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,7 +52,7 @@ def test_every_manifest_has_api_version_kind_and_name() -> None:
 
 def rendered(settings: kubernetes.Settings) -> list[dict[str, Any]]:
     files = {**kubernetes.files(load_thresholds(), settings)}
-    files.update(kubernetes.dashboard_files(load_thresholds(), settings))
+    files.update(kubernetes.dashboard_files(dashboards.files(load_thresholds()), settings))
     del files[kubernetes.CHART_VALUES]
     return [yaml.safe_load(text) for text in files.values()]
 
@@ -96,8 +99,9 @@ def test_kustomizations_list_every_manifest() -> None:
             assert (folder / resource).exists(), f"{kustomization}: {resource} is missing"
         listed = {(folder / r).resolve() for r in resources}
         for path in folder.iterdir():
-            # chart-values.yaml is for helm, not a manifest
-            if path.name != "kustomization.yaml" and path != ROOT / kubernetes.CHART_VALUES:
+            # chart-values.yaml is for helm; GENERATED.md says what wrote the folder
+            manifest = path.name not in ("kustomization.yaml", driver.NOTE)
+            if manifest and path != ROOT / kubernetes.CHART_VALUES:
                 assert path.resolve() in listed, f"{path} is not in {kustomization}"
 
 
@@ -310,7 +314,8 @@ def test_matchers_convert_every_operator_and_reject_the_rest() -> None:
 
 
 def test_render_for_another_deployment(tmp_path: Path) -> None:
-    assert kubernetes.main(["--namespace", "ml", "--release", "prom", "-o", str(tmp_path)]) == 0
+    command = ["generate", "kubernetes", "--namespace", "ml", "--release", "prom"]
+    assert main([*command, "-o", str(tmp_path)]) == 0
     rule = load(tmp_path / "prometheusrule.yaml")
     assert rule["metadata"]["labels"]["release"] == "prom"
     assert (tmp_path / "dashboards" / "kustomization.yaml").is_file()

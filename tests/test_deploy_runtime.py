@@ -9,7 +9,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from inferwatch.deploy import healthcheck, launch
+from inferwatch.cli import launch
+from inferwatch.deploy import healthcheck
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

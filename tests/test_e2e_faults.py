@@ -8,14 +8,13 @@ its severity routes to, switches the fault off and waits for the resolved notifi
 next scenario starts only once the previous alert is no longer active. The clean run goes
 first: the SLO burn-rate alerts' long windows would keep earlier errors visible for the rest
 of the module. Times from fault to notification are written to a JSON file (the path is
-printed at the end, or set ``INFERWATCH_E2E_RESULTS``) that ``scripts/e2e_table.py`` turns
-into the README's table.
+printed at the end, or set ``INFERWATCH_E2E_RESULTS``); recorded as ``docs/e2e-results.json``,
+``inferwatch generate`` turns them into the README's table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -32,11 +31,14 @@ import pytest
 from inferwatch.alertmanager import CHAT, HEARTBEAT, PAGER
 from inferwatch.alerts.signals import SIGNALS
 from inferwatch.alertsink.client import AlertSinkClient, Record
-from inferwatch.dashboards.live import settings as fast_settings
-from inferwatch.dashboards.traffic import Traffic
+from inferwatch.generation import fault_table
+from inferwatch.generation.driver import markers, plan, write
+from inferwatch.generation.registry import Producer
 from inferwatch.stack import Stack, StackSettings
 from tests.support import wait_until
+from tests.support.live import settings as fast_settings
 from tests.support.load import cpu_hog
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.skipif(
     not (
@@ -121,14 +123,6 @@ WATCHED = {e.alert for s in SCENARIOS for e in s.expect}
 # test (a build, a second test run) fires these alerts, rightly. The clean run judges only
 # what the test controls; test_host_cpu_alert_fires_under_a_cpu_hog makes its own load.
 HOST_ALERTS = {s.alert for s in SIGNALS if s.series.startswith("instance:inferwatch_host_")}
-
-
-def _load_table_script() -> Any:
-    spec = importlib.util.spec_from_file_location("e2e_table", ROOT / "scripts" / "e2e_table.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _received(record: Record) -> float:
@@ -327,7 +321,7 @@ def stack_settings(data_dir: Path) -> StackSettings:
 
 
 def _print_summary(config: pytest.Config, results: dict[str, Any], path: Path) -> None:
-    text = _load_table_script().table(results)
+    text = fault_table.table(results)
     capture = config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print(f"\n\nFault scenarios (results in {path}):\n{text}\n", flush=True)
@@ -495,8 +489,7 @@ def test_host_cpu_alert_fires_under_a_cpu_hog(e2e: Harness) -> None:
     assert not e2e.misrouted(expect.alert), e2e.misrouted(expect.alert)
 
 
-def test_table_script_renders_the_readme_section(tmp_path: Path) -> None:
-    script = _load_table_script()
+def test_generate_renders_the_readme_section_from_the_recorded_results(tmp_path: Path) -> None:
     results = {
         "settings": {
             "scrape_interval": "1s", "evaluation_interval": "1s", "for_scale": 0.02,
@@ -511,17 +504,19 @@ def test_table_script_renders_the_readme_section(tmp_path: Path) -> None:
              "to_resolution": 7.0},
         ],
     }  # fmt: skip
-    path = tmp_path / "results.json"
-    path.write_text(json.dumps(results), encoding="utf-8")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / fault_table.RESULTS).write_text(json.dumps(results), encoding="utf-8")
+    start, end = markers("fault-scenarios")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Local\n\ntext\n\n## Extras\n\nmore\n", encoding="utf-8")
-    assert script.main([str(path), "--readme", str(readme)]) == 0
+    readme.write_text(f"# x\n\n## Fault scenarios\n\n{start}\n{end}\n\n## Extras\n\nmore\n")
+    producer = Producer("fault-table", "results", lambda _: fault_table.files(tmp_path))
+    write(tmp_path, plan(tmp_path, None, [producer]))
     text = readme.read_text(encoding="utf-8")
-    assert text.index("## Local") < text.index("## Fault scenarios") < text.index("## Extras")
+    assert text.index("## Fault scenarios") < text.index(start) < text.index("## Extras")
     assert (
         "| Error burst (`error_rate=0.5`) | `APIHighErrorRate` | critical | pager | 9.0 s |" in text
     )
     assert "| Clean run, 60 s without a fault | `Watchdog` only |" in text
-    # Running it again replaces the section instead of adding another.
-    assert script.main([str(path), "--readme", str(readme)]) == 0
-    assert readme.read_text(encoding="utf-8") == text
+    assert text.endswith(f"{end}\n\n## Extras\n\nmore\n")
+    # Generating again changes nothing: the section is replaced, not added.
+    assert plan(tmp_path, None, [producer]).stale == []

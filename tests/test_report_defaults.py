@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from inferwatch.cli.main import main
-from inferwatch.dashboards.live import settings as fast_settings
+from tests.support.live import settings as fast_settings
 from inferwatch.dashboards.prometheus import Prometheus
 from inferwatch.stack import Stack
 from inferwatch.stack.prometheus_config import JOB_ALERT_SINK, JOB_DEMO

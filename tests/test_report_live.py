@@ -24,9 +24,9 @@ import pytest
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
-from inferwatch.dashboards.live import settings as fast_settings
+from tests.support.live import settings as fast_settings
 from inferwatch.dashboards.prometheus import Prometheus
-from inferwatch.dashboards.traffic import Traffic
+from tests.support.traffic import Traffic
 from inferwatch.stack import Stack
 from tests.support import wait_until
 

@@ -12,8 +12,9 @@ from inferwatch.alerts.render import GENERATED, to_yaml
 from inferwatch.alerts.thresholds import Thresholds
 from inferwatch.stack.prometheus_config import (
     JOB_ALERT_SINK,
-    JOB_DEMO,
+    JOB_API,
     JOB_EXPORTER,
+    PRODUCTION_SCRAPE_INTERVAL,
     ScrapeAuth,
     prometheus_config,
 )
@@ -21,10 +22,6 @@ from inferwatch.stack.prometheus_config import (
 OUT_DIR = "deploy/compose"
 PROMETHEUS_FILE = f"{OUT_DIR}/prometheus.yml"
 ALERTMANAGER_FILE = f"{OUT_DIR}/alertmanager.yml"
-
-# The demo is scraped as the monitored API: the committed rules (mounted as they are) require
-# the jobs in the thresholds' `targets` (inferwatch-api, inferwatch-exporter) to be up.
-JOB_API = JOB_DEMO
 
 # Compose service name -> port; docker-compose.yml uses the same names and ports.
 SERVICES = {
@@ -35,8 +32,7 @@ SERVICES = {
     "demo": 8000,
 }
 SINK_URL = f"http://alert-sink:{SERVICES['alert-sink']}"
-# Grafana's provisioned datasource declares the same interval (timeInterval).
-SCRAPE_INTERVAL = "15s"
+SCRAPE_INTERVAL = PRODUCTION_SCRAPE_INTERVAL
 # The exporter's /metrics wants the bearer token of this compose secret (its
 # INFERWATCH_METRICS_TOKEN_FILE); Prometheus, which mounts the same secret, presents it.
 # A basic-auth service would be ScrapeAuth(username=..., password_file=...) the same way.

@@ -7,7 +7,7 @@ converted from ``inferwatch.alertmanager``, each dashboard ConfigMap carries the
 (``workloads``). Render for another namespace, release, sink or Grafana without touching
 the committed defaults::
 
-    python -m inferwatch.deploy.kubernetes --namespace ml --release prom -o manifests/
+    inferwatch generate kubernetes --namespace ml --release prom -o manifests/
 
 The Prometheus Operator nests an AlertmanagerConfig's routes under a ``namespace="<its
 namespace>"`` matcher (its default ``alertmanagerConfigMatcherStrategy``, OnNamespace), and
@@ -17,8 +17,6 @@ namespace as a static label, or its alerts would fall through to the chart's roo
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +26,15 @@ from inferwatch import __version__
 from inferwatch.alerts import alerting, recording
 from inferwatch.alerts.adjust import with_grafana
 from inferwatch.alerts.render import to_yaml
-from inferwatch.alerts.thresholds import Thresholds, load_thresholds
+from inferwatch.alerts.thresholds import Thresholds
 from inferwatch.deploy import alertmanager_crd, workloads
-from inferwatch.deploy.compose import JOB_API, SCRAPE_INTERVAL
-from inferwatch.stack.prometheus_config import JOB_EXPORTER
+from inferwatch.stack.prometheus_config import (
+    JOB_API,
+    JOB_EXPORTER,
+)
+from inferwatch.stack.prometheus_config import (
+    PRODUCTION_SCRAPE_INTERVAL as SCRAPE_INTERVAL,
+)
 
 OUT_DIR = "deploy/kubernetes"
 DASHBOARDS_DIR = f"{OUT_DIR}/dashboards"
@@ -346,13 +349,12 @@ def files(thresholds: Thresholds, settings: Settings | None = None) -> dict[str,
     return out
 
 
-def dashboard_files(thresholds: Thresholds, settings: Settings | None = None) -> dict[str, str]:
-    """One ConfigMap per dashboard JSON, and their kustomization. Needs grafanalib."""
-    from inferwatch.dashboards import files as dashboard_json
-
+def dashboard_files(dashboards: dict[str, str], settings: Settings | None = None) -> dict[str, str]:
+    """One ConfigMap per dashboard JSON (``{path: json}``, the dashboards' own output), and
+    their kustomization."""
     settings = settings or Settings()
     out: dict[str, str] = {}
-    for path, text in sorted(dashboard_json(thresholds).items()):
+    for path, text in sorted(dashboards.items()):
         name = f"{_dashboard_name(path)}.yaml"
         out[f"{DASHBOARDS_DIR}/{name}"] = to_yaml(
             dashboard_config_map(path, text, settings),
@@ -363,57 +365,3 @@ def dashboard_files(thresholds: Thresholds, settings: Settings | None = None) ->
         kustomization(resources, "inferwatch-dashboards", settings)
     )
     return out
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m inferwatch.deploy.kubernetes",
-        description="Render the kube-prometheus-stack manifests for another deployment.",
-    )
-    defaults = Settings()
-    parser.add_argument(
-        "--namespace", default=defaults.namespace, help="of every resource and every alert"
-    )
-    parser.add_argument("--release", default=defaults.release, help="Helm release name")
-    parser.add_argument("--sink-url", help="alert-sink base URL (default: its Service)")
-    parser.add_argument("--image", default=defaults.image, help="of the exporter and alert sink")
-    parser.add_argument(
-        "--api-auth",
-        choices=("none", "bearer", "basic"),
-        default=defaults.api_auth,
-        help="how Prometheus authenticates to the API's /metrics",
-    )
-    parser.add_argument(
-        "--api-secret",
-        default=defaults.api_secret,
-        metavar="NAME",
-        help=f"Secret with key {TOKEN_KEY!r} (bearer) or {USERNAME_KEY!r} and {PASSWORD_KEY!r}",
-    )
-    parser.add_argument("--grafana-url", metavar="URL", help="dashboard_url = URL/d/<uid>")
-    parser.add_argument("--thresholds", type=Path, action="append", default=[])
-    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings(
-            namespace=args.namespace,
-            release=args.release,
-            sink_url=args.sink_url,
-            image=args.image,
-            api_auth=args.api_auth,
-            api_secret=args.api_secret,
-            grafana_url=args.grafana_url,
-        )
-    except ValueError as exc:
-        parser.error(str(exc))
-    thresholds = load_thresholds(*args.thresholds)
-    rendered = {**files(thresholds, settings), **dashboard_files(thresholds, settings)}
-    for rel, text in rendered.items():
-        path = args.output / Path(rel).relative_to(OUT_DIR)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    print(f"wrote {len(rendered)} files under {args.output}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

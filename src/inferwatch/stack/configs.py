@@ -101,7 +101,7 @@ def alertmanager_timings(settings: StackSettings) -> dict[str, alertmanager.Timi
 
 
 def write_rules(settings: StackSettings) -> list[Path]:
-    from inferwatch.alerts.generate import rule_files
+    from inferwatch.alerts.files import rule_files
 
     rules_dir = settings.config_dir / "rules"
     rules_dir.mkdir(parents=True, exist_ok=True)

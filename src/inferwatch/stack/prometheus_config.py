@@ -20,9 +20,13 @@ RULES_GLOB = "rules/*.yaml"
 
 # Scrape job names double as the ``service`` of alerts; keep them stable. The demo is
 # scraped as the monitored API, under the same job name as in docker-compose and Kubernetes.
-JOB_DEMO = "inferwatch-api"
+JOB_API = "inferwatch-api"
+JOB_DEMO = JOB_API
 JOB_EXPORTER = "inferwatch-exporter"
 JOB_ALERT_SINK = "inferwatch-alert-sink"
+# Production deployments (compose, Kubernetes) scrape at Prometheus's usual interval; Grafana's
+# provisioned datasource declares the same (timeInterval).
+PRODUCTION_SCRAPE_INTERVAL = "15s"
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ same process, so it never leaves this process's memory::
 
     INFERWATCH_POSTGRES_URL=postgresql://inferwatch@postgres:5432/inferwatch
     INFERWATCH_POSTGRES_PASSWORD_FILE=/run/secrets/postgres_password
-    python -m inferwatch.deploy.launch exporter --host 0.0.0.0
+    python -m inferwatch.cli.launch exporter --host 0.0.0.0
 
 ``INFERWATCH_<BACKEND>_URL`` holds no secret; ``INFERWATCH_<BACKEND>_PASSWORD_FILE`` names
 the file whose content becomes the URL's (percent-encoded) password, read as every secret

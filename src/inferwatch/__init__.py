@@ -1,7 +1,7 @@
 """inferwatch: Prometheus/Grafana observability for AI model-serving backends.
 
-The library a service imports is ``metrics``, ``exposition``, ``http``, ``tracing``, ``ai``,
-``pools`` and ``exporters``; it never imports the tooling (``alerts``, ``alertmanager``,
+The library a service imports is ``config``, ``metrics``, ``exposition``, ``http``,
+``tracing``, ``ai``, ``pools`` and ``exporters``; it never imports the tooling (``alerts``, ``alertmanager``,
 ``generation``, ``catalogue``, ``dashboards``, ``deploy``, ``stack``, ``demo``, ``reports``,
 ``alertsink``, ``cli``). ``docs/architecture.md`` draws the rooms and their one-way imports.
 """

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from prometheus_client.registry import CollectorRegistry
 
 from inferwatch.ai.labels import BoundedLabel
-from inferwatch.metrics.shared import report_error
+from inferwatch.metrics.shared import once_per_registry, report_error
 
 T = TypeVar("T")
 S = TypeVar("S", bound="Span")
@@ -31,7 +31,8 @@ DEFAULT_CAP = 32
 
 class RegistryState:
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        # Weak: this state is the value of a WeakKeyDictionary keyed by the registry.
+        # Weak: this state is a value of the WeakKeyDictionary keyed by the registry that
+        # once_per_registry keeps.
         self._registry = weakref.ref(registry) if registry is not None else None
         self._lock = threading.Lock()
         self._sets: dict[str, tuple[Any, Any]] = {}
@@ -95,18 +96,10 @@ class RegistryState:
         report_error(self.registry(), component, exc, log)
 
 
-_states: weakref.WeakKeyDictionary[CollectorRegistry, RegistryState] = weakref.WeakKeyDictionary()
-_states_lock = threading.Lock()
-
-
 def state_for(registry: CollectorRegistry | None) -> RegistryState:
-    if registry is None:  # unregistered metrics: nothing to share
-        return RegistryState(None)
-    with _states_lock:
-        state = _states.get(registry)
-        if state is None:
-            state = _states[registry] = RegistryState(registry)
-        return state
+    """The registry's one AI state, kept as the HTTP metrics are (unregistered metrics,
+    ``registry=None``, share nothing: each facade gets its own)."""
+    return once_per_registry(registry, "ai", lambda: RegistryState(registry))
 
 
 class ByLabel(Generic[T]):

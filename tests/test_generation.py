@@ -14,12 +14,26 @@ from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
 from inferwatch.generation import driver, registry
 from inferwatch.generation.registry import Producer
+from tests.support.hashseed import other_seeds, rendered_in_other_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_committed_files_are_current() -> None:
     assert main(["generate", "--check", "--out", str(ROOT)]) == 0
+
+
+def every_generated_file() -> dict[str, str]:
+    produced = driver.produce(load_thresholds(), registry.PRODUCERS)
+    return {rel: text for rel, (text, _) in produced.items()}
+
+
+def test_every_generated_file_is_the_same_under_other_hash_seeds() -> None:
+    """Rules, runbooks, promtool tests, dashboards, deploy files and README regions alike:
+    rendered again in other processes, where every set iterates in another order."""
+    assert rendered_in_other_processes(every_generated_file) == dict.fromkeys(
+        other_seeds(), every_generated_file()
+    )
 
 
 def test_the_manifest_lists_every_generated_file_and_nothing_else() -> None:

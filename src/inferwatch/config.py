@@ -1,4 +1,4 @@
-"""The settings every part of inferwatch checks alike: ports and backend URLs.
+"""The settings every part of inferwatch checks alike: ports, backend URLs and http URLs.
 
 The exporter's config file, the local stack's settings and every command's flags take ports
 and Redis/PostgreSQL URLs. Each kind of setting has one rule here, so that a value one of
@@ -9,7 +9,7 @@ password). Library code: it imports nothing of the tooling (stack, demo, CLI).
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 MAX_PORT = 65535
 # The schemes each backend's clients (redis-py; libpq, psycopg and SQLAlchemy) connect with,
@@ -18,6 +18,7 @@ BACKEND_SCHEMES = {
     "redis": ("redis", "rediss", "unix"),
     "postgres": ("postgresql", "postgres"),
 }
+HTTP_SCHEMES = ("http", "https")
 
 
 def _subject(what: str) -> str:
@@ -42,10 +43,32 @@ def check_backend_url(backend: str, url: str, what: str = "") -> str:
     :func:`~inferwatch.exporters.redact.quote_userinfo`), so that every client reads the
     host :func:`urllib.parse.urlsplit` reads. Errors show the URL only redacted."""
     # Imported here: importing the exporters package imports its config, which imports this.
-    from inferwatch.exporters.redact import quote_userinfo, redact_url
+    from inferwatch.exporters.redact import quote_userinfo
 
     schemes = BACKEND_SCHEMES[backend]
-    subject = _subject(what)
+    _split_url(url, schemes, _subject(what), f"a {' or '.join(schemes)}:// URL")
+    return quote_userinfo(url)
+
+
+def check_http_url(url: object, what: str = "", *, example: str = "") -> str:
+    """``url`` as an http:// or https:// URL with a host, such as a Prometheus or
+    Alertmanager base URL. ``example`` shows the expected form in the message (a bare
+    ``host:port`` is the usual mistake, and urllib would read ``localhost`` as its scheme).
+    Errors show the URL only redacted."""
+    shape = "an http:// or https:// URL" + (f" such as {example}" if example else "")
+    parts = _split_url(url, HTTP_SCHEMES, _subject(what), shape)
+    if not parts.hostname:
+        from inferwatch.exporters.redact import redact_url
+
+        raise ValueError(f"{_subject(what)}must be {shape}, got no host in {redact_url(url)}")
+    return url  # type: ignore[return-value]  # _split_url checked it is a str
+
+
+def _split_url(url: object, schemes: tuple[str, ...], subject: str, shape: str) -> SplitResult:
+    """``url`` split, if it is a string with a valid port and one of ``schemes`` followed by
+    ``://``; a ValueError in the words of :func:`check_backend_url` otherwise."""
+    from inferwatch.exporters.redact import redact_url  # deferred, as in check_backend_url
+
     if not isinstance(url, str):
         raise ValueError(f"{subject}must be a URL string")
     try:
@@ -55,7 +78,5 @@ def check_backend_url(backend: str, url: str, what: str = "") -> str:
         raise ValueError(f"{subject}is not a valid URL: {redact_url(url)}") from None
     if parts.scheme not in schemes or not url.startswith(f"{parts.scheme}://"):
         found = f"scheme {parts.scheme!r}" if "://" in url else "no scheme://"
-        raise ValueError(
-            f"{subject}must be a {' or '.join(schemes)}:// URL, got {found} in {redact_url(url)}"
-        )
-    return quote_userinfo(url)
+        raise ValueError(f"{subject}must be {shape}, got {found} in {redact_url(url)}")
+    return parts

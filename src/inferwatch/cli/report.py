@@ -14,6 +14,8 @@ import datetime
 import sys
 from pathlib import Path
 
+EXAMPLE_PROMETHEUS = "http://127.0.0.1:9090"
+
 
 def _time(text: str) -> float:
     """Unix seconds or an ISO 8601 time (UTC when no offset is given)."""
@@ -30,6 +32,17 @@ def _time(text: str) -> float:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return parsed.timestamp()
+
+
+def _http_url(text: str) -> str:
+    """A Prometheus base URL, checked before anything is queried: a bare ``host:port`` would
+    otherwise read as a stopped Prometheus ("is not ready")."""
+    from inferwatch.config import check_http_url
+
+    try:
+        return check_http_url(text, example=EXAMPLE_PROMETHEUS)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -50,7 +63,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "latency percentiles per route, throughput, errors, models, resources, pools, caches, "
         "WebSocket, fired alerts and a bottleneck analysis.",
     )
-    parser.add_argument("--prometheus", required=True, metavar="URL")
+    parser.add_argument(
+        "--prometheus", required=True, type=_http_url, metavar="URL",
+        help=f"Prometheus's base URL, such as {EXAMPLE_PROMETHEUS}",
+    )  # fmt: skip
     parser.add_argument("--start", required=True, type=_time, help="Unix seconds or ISO 8601")
     parser.add_argument("--end", required=True, type=_time, help="Unix seconds or ISO 8601")
     parser.add_argument(

@@ -8,6 +8,7 @@ broken route tree cannot pass unnoticed.
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import yaml
 
 from inferwatch import alertmanager
 from inferwatch.alertmanager import Timing, render_alertmanager_config
+from inferwatch.alerts.units import parse_duration
 from tests.support.amtool import amtool, route_test
 from tests.support.hashseed import other_seeds, rendered_in_other_processes
 
@@ -69,11 +71,8 @@ def test_rendering_with_other_url_and_timings_passes_amtool(tmp_path: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _seconds(duration: str) -> float:
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-    parts = re.findall(r"(\d+)(ms|s|m|h|d)", duration)
-    assert "".join(n + u for n, u in parts) == duration, duration
-    return sum(int(n) * units[u] for n, u in parts)
+def _seconds(duration: str) -> Fraction:
+    return parse_duration(duration)  # the project's one duration grammar: raises if malformed
 
 
 def test_timings_page_faster_than_chat_and_heartbeat_repeats_often() -> None:

@@ -11,7 +11,7 @@ from fractions import Fraction
 from typing import Any, TypeVar
 
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
-from inferwatch.alerts.units import format_duration
+from inferwatch.alerts.units import DURATION, format_duration, parse_duration
 
 T = TypeVar("T", Levels, StateLevel)
 
@@ -75,24 +75,13 @@ def with_evaluation_interval(thresholds: Thresholds, seconds: Fraction) -> Thres
     return dataclasses.replace(thresholds, settings=settings)
 
 
-# A range selector's duration (``[5m]``, ``[1h30m]``, the range of a subquery ``[30m:1m]``)
-# or a string literal, which is skipped so a label value that looks like ``[5m]`` is left alone.
-_DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
+# A range selector's duration (``[5m]``, ``[1h30m]``, the range of a subquery ``[30m:1m]``),
+# in the project's one duration grammar, or a string literal, which is skipped so a label
+# value that looks like ``[5m]`` is left alone.
 _RANGE_OR_STRING = re.compile(
-    rf"\[(?P<range>{_DURATION})(?P<step>:(?:{_DURATION})?)?\]"
+    rf"\[(?P<range>{DURATION})(?P<step>:(?:{DURATION})?)?\]"
     r"|\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`"
 )
-_UNIT_SECONDS = {
-    "ms": Fraction(1, 1000), "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
-}  # fmt: skip
-_DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
-
-
-def _seconds(text: str) -> Fraction:
-    return sum(
-        (Fraction(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text)),
-        Fraction(0),
-    )
 
 
 def scaled_window(seconds: Fraction, factor: Fraction, minimum: Fraction) -> Fraction:
@@ -118,7 +107,7 @@ def scale_windows(expr: str, factor: float | Fraction, minimum: Fraction | float
     def replace(match: re.Match[str]) -> str:
         if match.group("range") is None:
             return match.group(0)
-        window = scaled_window(_seconds(match.group("range")), f, floor)
+        window = scaled_window(parse_duration(match.group("range")), f, floor)
         return f"[{format_duration(window)}{match.group('step') or ''}]"
 
     return _RANGE_OR_STRING.sub(replace, expr)

@@ -2,6 +2,12 @@
 
 Thresholds are compared and multiplied (burn-rate factors) before they reach PromQL, so they
 are kept as fractions: ``0.005 * 14.4`` must render as ``0.072``, never as a float artefact.
+
+Durations have one grammar in the whole project (thresholds, ``for:``, the stack's intervals,
+the Alertmanager timings, the range selectors the window scaling rewrites): Prometheus's, its
+units ``y w d h m s ms`` in that order, each at most once (``1h30m``, ``500ms``, ``2d``), with
+one extension for thresholds, a decimal count (``1.5s``), which :func:`format_duration`
+writes back as Prometheus spells it (``1500ms``).
 """
 
 from __future__ import annotations
@@ -11,15 +17,20 @@ from decimal import Decimal
 from fractions import Fraction
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION_SECONDS = {
-    "ms": Fraction(1, 1000),
-    "s": Fraction(1),
-    "m": Fraction(60),
+# Prometheus's duration units, largest first: the order a duration writes them in.
+_DURATION_UNITS = {
+    "y": Fraction(31_536_000),
+    "w": Fraction(604_800),
+    "d": Fraction(86_400),
     "h": Fraction(3600),
-    "d": Fraction(86400),
-    "w": Fraction(604800),
+    "m": Fraction(60),
+    "s": Fraction(1),
+    "ms": Fraction(1, 1000),
 }
+# A duration, for embedding in a larger pattern (a PromQL range selector): at least one
+# part, starting with a digit, each unit at most once and in order.
+DURATION = "(?=\\d)" + "".join(f"(?:{_NUMBER[1:-1]}{unit})?" for unit in _DURATION_UNITS)
+_DURATION = re.compile("(?=\\d)" + "".join(f"(?:{_NUMBER}{unit})?" for unit in _DURATION_UNITS))
 _PERCENT = re.compile(rf"{_NUMBER}\s*%")
 _CELSIUS = re.compile(rf"{_NUMBER}\s*(?:°C|C|celsius)")
 _BYTES = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}
@@ -33,17 +44,12 @@ class UnitError(ValueError):
 
 
 def parse_duration(text: str) -> Fraction:
-    """``500ms``, ``5m``, ``1h30m`` -> seconds."""
-    text = text.strip()
-    pos, total = 0, Fraction(0)
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += Fraction(match.group(1)) * _DURATION_SECONDS[match.group(2)]
-        pos = match.end()
-    if pos == 0 or pos != len(text):
-        raise UnitError(f"expected a duration like 500ms, 5m or 1h, got {text!r}")
-    return total
+    """``500ms``, ``5m``, ``1h30m``, ``1.5s`` -> seconds (the grammar above)."""
+    match = _DURATION.fullmatch(text.strip())
+    if not match:
+        raise UnitError(f"expected a duration like 500ms, 5m or 1h30m, got {text!r}")
+    parts = zip(match.groups(), _DURATION_UNITS.values(), strict=True)
+    return sum((Fraction(n) * size for n, size in parts if n is not None), Fraction(0))
 
 
 def parse_percent(text: str) -> Fraction:

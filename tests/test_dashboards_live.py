@@ -25,16 +25,16 @@ from pytest_redis.executor import RedisExecutor
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.dashboards import build_all
-from tests.support.live import live_stack
 from inferwatch.dashboards.model import Panel
 from inferwatch.dashboards.prometheus import Prometheus, substitute
 from inferwatch.dashboards.render import render_dashboard
-from tests.support.traffic import Traffic
 from inferwatch.exporters import Exporter, ExporterConfig, start_exporter
 from inferwatch.stack import Stack
 from tests.fakes.fake_nvml import GIB, FakeGpu, FakeNvml
 from tests.support import wait_until
 from tests.support.backends import postgres_url, redis_url
+from tests.support.live import live_stack
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.skipif(
     not (

@@ -24,11 +24,11 @@ import pytest
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
-from tests.support.live import settings as fast_settings
 from inferwatch.dashboards.prometheus import Prometheus
-from tests.support.traffic import Traffic
 from inferwatch.stack import Stack
 from tests.support import wait_until
+from tests.support.live import settings as fast_settings
+from tests.support.traffic import Traffic
 
 pytestmark = pytest.mark.skipif(
     not (

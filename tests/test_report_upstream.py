@@ -21,10 +21,10 @@ import pytest
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
-from tests.support.live import settings as fast_settings
 from inferwatch.dashboards.prometheus import Prometheus
 from inferwatch.stack import Stack
 from tests.support import Metrics, scrape, wait_until
+from tests.support.live import settings as fast_settings
 
 pytestmark = pytest.mark.skipif(
     not (

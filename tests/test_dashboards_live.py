@@ -26,10 +26,11 @@ from pytest_redis.executor import RedisExecutor
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.dashboards import build_all
 from inferwatch.dashboards.model import Panel
-from inferwatch.dashboards.prometheus import Prometheus, substitute
+from inferwatch.dashboards.prometheus import substitute
 from inferwatch.dashboards.render import render_dashboard
 from inferwatch.exporters import Exporter, ExporterConfig, start_exporter
 from inferwatch.stack import Stack
+from inferwatch.stack.prometheus_api import Prometheus
 from tests.fakes.fake_nvml import GIB, FakeGpu, FakeNvml
 from tests.support import wait_until
 from tests.support.backends import postgres_url, redis_url

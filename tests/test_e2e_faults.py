@@ -20,7 +20,6 @@ import os
 import shutil
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +34,7 @@ from inferwatch.generation import fault_table
 from inferwatch.generation.driver import markers, plan, write
 from inferwatch.generation.registry import Producer
 from inferwatch.stack import Stack, StackSettings
+from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import wait_until
 from tests.support.live import settings as fast_settings
 from tests.support.load import cpu_hog
@@ -188,14 +188,13 @@ class Harness:
         self.rows: list[dict[str, Any]] = []
 
     # -- Prometheus -------------------------------------------------------------------------
-    def get(self, path: str) -> Any:
-        url = f"{self.stack.settings.url('prometheus')}{path}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.load(response)["data"]
+    @property
+    def prometheus(self) -> Prometheus:
+        return Prometheus(self.stack.settings.url("prometheus"), timeout=5)
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Pending and firing alerts as Prometheus sees them."""
-        return list(self.get("/api/v1/alerts")["alerts"])
+        return self.prometheus.alerts()
 
     def active(self, names: set[str]) -> list[str]:
         return sorted(
@@ -363,8 +362,7 @@ READY_SERIES = (
 def _missing_series(e2e: Harness) -> list[str]:
     missing = []
     for name in READY_SERIES:
-        url = f"/api/v1/query?query={name}"
-        if not e2e.get(url)["result"]:
+        if not e2e.prometheus.query(name):
             missing.append(name)
     return missing
 

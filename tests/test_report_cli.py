@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from inferwatch.cli.main import main
-from inferwatch.dashboards.prometheus import Prometheus
+from inferwatch.stack.prometheus_api import Prometheus
 
 USAGE_ERROR = "inferwatch report: error: argument --prometheus: must be an http:// or https://"
 EXPECTED_FORM = "URL such as http://127.0.0.1:9090"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from inferwatch.cli.main import main
-from inferwatch.dashboards.prometheus import Prometheus
 from inferwatch.stack import Stack
+from inferwatch.stack.prometheus_api import Prometheus
 from inferwatch.stack.prometheus_config import JOB_ALERT_SINK, JOB_DEMO
 from tests.support import wait_until
 from tests.support.live import settings as fast_settings

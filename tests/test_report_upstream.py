@@ -21,8 +21,8 @@ import pytest
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.cli.main import main
-from inferwatch.dashboards.prometheus import Prometheus
 from inferwatch.stack import Stack
+from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import Metrics, scrape, wait_until
 from tests.support.live import settings as fast_settings
 

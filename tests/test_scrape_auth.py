@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 
@@ -25,6 +24,7 @@ from inferwatch.cli.stack import _settings
 from inferwatch.deploy import healthcheck
 from inferwatch.exposition.auth import TOKEN_FILE_ENV
 from inferwatch.stack import prometheus_config
+from inferwatch.stack.prometheus_api import Prometheus
 from inferwatch.stack.settings import Ports, StackSettings
 from tests.support import Server, free_port, serve, wait_until
 from tests.support.server import LOOPBACK
@@ -103,9 +103,7 @@ def start_prometheus(tmp_path: Path) -> Iterator[Callable[[StackSettings], Serve
 
 def service_target(prometheus: Server) -> dict[str, Any] | None:
     """The service's target once it has been scraped at least once."""
-    response = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=10.0)
-    assert response.status_code == 200, response.text
-    for target in response.json()["data"]["activeTargets"]:
+    for target in Prometheus(prometheus.url, timeout=10.0).targets():
         if target["labels"]["job"] == JOB and target["health"] != "unknown":
             return dict(target)
     return None
@@ -127,10 +125,8 @@ def test_bearer_token_from_a_file_brings_the_target_up(
     target = scraped(prometheus)
     assert (target["health"], target["lastError"]) == ("up", "")
     # The series the service exposes made it into Prometheus under the service's job.
-    query = httpx.get(
-        f"{prometheus.url}/api/v1/query", params={"query": f'up{{job="{JOB}"}}'}, timeout=10.0
-    ).json()
-    assert [r["value"][1] for r in query["data"]["result"]] == ["1"]
+    query = Prometheus(prometheus.url, timeout=10.0).query(f'up{{job="{JOB}"}}')
+    assert [r["value"][1] for r in query] == ["1"]
     config_text = (settings.config_dir / "prometheus.yml").read_text()
     assert TOKEN not in config_text
     job = next(j for j in yaml.safe_load(config_text)["scrape_configs"] if j["job_name"] == JOB)

@@ -10,12 +10,9 @@ collector in time, so the target stays up and the host collector's series keep c
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import signal
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import psycopg
 import pytest
 from pytest_postgresql.executors import PostgreSQLExecutor
 
+from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import free_port, serve, wait_until
 from tests.support.backends import postgres_url
 from tests.support.server import LOOPBACK, inferwatch_command
@@ -61,16 +59,14 @@ def _answers(url: str) -> bool:
     return True
 
 
-class Prometheus:
+class Samples:
     def __init__(self, url: str) -> None:
-        self.url = url
+        self.prometheus = Prometheus(url, timeout=10)
 
     def samples(self, selector: str, since: float) -> list[tuple[float, float]]:
         """The raw samples of the one series ``selector`` names scraped after ``since``
         (Unix time), oldest first."""
-        query = urllib.parse.urlencode({"query": f"{selector}[5m]"})
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=10) as r:
-            result = json.load(r)["data"]["result"]
+        result = self.prometheus.query(f"{selector}[5m]")
         assert len(result) <= 1, f"{selector} names {len(result)} series"
         values = result[0]["values"] if result else []
         return [(float(t), float(v)) for t, v in values if float(t) > since]
@@ -108,7 +104,7 @@ def test_a_frozen_backend_fails_its_collector_and_the_target_stays_up(
             ready_path="/-/ready",
         ) as server,
     ):
-        prom = Prometheus(server.url)
+        prom = Samples(server.url)
         postgres_ok = f'inferwatch_exporter_collector_success{{job="{JOB}",collector="postgres"}}'
         wait_until(
             lambda: [v for _, v in prom.samples(postgres_ok, 0)][-1:] == [1.0],

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from inferwatch.stack import Ports, Stack, StackError, StackSettings, components
+from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import free_port, wait_until
 from tests.support.server import inferwatch_command
 
@@ -39,12 +40,7 @@ def settings(data_dir: Path, **overrides) -> StackSettings:
 
 
 def query(stack: Stack, promql: str, at: float | None = None) -> list[dict]:
-    params = {"query": promql} | ({"time": repr(at)} if at is not None else {})
-    url = f"{stack.settings.url('prometheus')}/api/v1/query?{urllib.parse.urlencode(params)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        body = json.load(response)
-    assert body["status"] == "success", body
-    return body["data"]["result"]
+    return Prometheus(stack.settings.url("prometheus"), timeout=5).query(promql, at)
 
 
 def all_targets_up(stack: Stack) -> bool:
@@ -55,9 +51,7 @@ def all_targets_up(stack: Stack) -> bool:
 def test_stack_comes_up_with_every_target_and_rule(tmp_path: Path) -> None:
     with Stack(settings(tmp_path)) as stack:
         wait_until(lambda: all_targets_up(stack), timeout=30, message="every target up")
-        groups = json.load(
-            urllib.request.urlopen(f"{stack.settings.url('prometheus')}/api/v1/rules", timeout=5)
-        )["data"]["groups"]
+        groups = Prometheus(stack.settings.url("prometheus"), timeout=5).rules()
         rules = [rule for group in groups for rule in group["rules"]]
         assert all(rule["health"] != "err" for rule in rules), [
             (r["name"], r.get("lastError")) for r in rules if r["health"] == "err"

@@ -95,8 +95,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from inferwatch.alerts.source import ThresholdsError
     from inferwatch.alerts.thresholds import load_thresholds
-    from inferwatch.dashboards.prometheus import Prometheus
     from inferwatch.reports.build import build_report
+    from inferwatch.stack.prometheus_api import Prometheus
 
     if args.end <= args.start:
         print("inferwatch report: --end must be after --start", file=sys.stderr)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from inferwatch.dashboards.model import DashboardSpec
-from inferwatch.dashboards.prometheus import Prometheus, QueryError, Series, substitute
+from inferwatch.dashboards.prometheus import substitute
 from inferwatch.dashboards.units import format_value
+from inferwatch.stack.prometheus_api import Prometheus, QueryError, Series
 
 COL_PX = 64  # Grafana's 24 columns on a ~1536 px wide screen
 ROW_PX = 30  # one grid unit of height

@@ -24,7 +24,7 @@ def fault_ratio(thresholds: Thresholds) -> float | None:
 def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict, list[Path]]:
     window = chart_window = Window(args.start, args.end, args.job or ".*")
     if args.job is None:  # the monitored services: every job scraped but inferwatch's own
-        from inferwatch.dashboards.prometheus import Prometheus
+        from inferwatch.stack.prometheus_api import Prometheus
 
         jobs = monitored_jobs(Prometheus(args.prometheus), args.start, args.end)
         window = Window(args.start, args.end, job_regex(jobs))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from inferwatch.dashboards.prometheus import Prometheus
 from inferwatch.reports import recovery
 from inferwatch.reports.query import Reader, Window
+from inferwatch.stack.prometheus_api import Prometheus
 
 QUANTILES = (0.5, 0.9, 0.95, 0.99)
 HTTP = "http_server_request_duration_seconds"

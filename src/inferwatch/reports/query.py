@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from inferwatch.dashboards.prometheus import Prometheus, QueryError, Series
+from inferwatch.stack.prometheus_api import Prometheus, QueryError, Series
 from inferwatch.stack.prometheus_config import JOB_ALERT_SINK, JOB_EXPORTER
 
 Key = tuple[str, ...]

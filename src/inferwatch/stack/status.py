@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from inferwatch.stack.prometheus_api import Prometheus, QueryError
 from inferwatch.stack.prometheus_config import JOB_EXPORTER
 
 HEARTBEAT = "Watchdog"  # always firing while rules, Prometheus and Alertmanager work
@@ -65,17 +62,11 @@ class StackStatus:
         return f"{state} · firing: {firing}"
 
 
-def _get(url: str, timeout: float) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-def _backend_figures(prometheus_url: str, timeout: float) -> dict[str, float]:
+def _backend_figures(prometheus: Prometheus) -> dict[str, float]:
     """backend -> the exporter's last ``inferwatch_<backend>_up``."""
     promql = f'{{__name__=~"inferwatch_(redis|postgres)_up",job="{JOB_EXPORTER}"}}'
-    url = f"{prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
     found = {}
-    for sample in _get(url, timeout)["data"]["result"]:
+    for sample in prometheus.query(promql):
         name = sample["metric"]["__name__"].removeprefix("inferwatch_").removesuffix("_up")
         found[name] = float(sample["value"][1])
     return found
@@ -86,13 +77,13 @@ def read_status(
 ) -> StackStatus | None:
     """None when Prometheus does not answer (it may be restarting). ``backends``: those whose
     reachability the exporter reports (``redis``, ``postgres``)."""
+    prometheus = Prometheus(prometheus_url, timeout=timeout)
     try:
-        targets = _get(f"{prometheus_url}/api/v1/targets?state=active", timeout)["data"]
-        alerts = _get(f"{prometheus_url}/api/v1/alerts", timeout)["data"]["alerts"]
-        figures = _backend_figures(prometheus_url, timeout) if backends else {}
-    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        active = prometheus.targets("active")
+        alerts = prometheus.alerts()
+        figures = _backend_figures(prometheus) if backends else {}
+    except (QueryError, ValueError, KeyError, TypeError):
         return None
-    active = targets.get("activeTargets", [])
 
     def jobs(health: str) -> tuple[str, ...]:
         return tuple(

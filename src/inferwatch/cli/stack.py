@@ -15,6 +15,14 @@ from inferwatch.cli.arguments import backend_url, port
 
 PORT_FLAGS = ("prometheus", "alertmanager", "alert_sink", "demo", "exporter")
 BACKEND_NAMES = {"redis": "Redis", "postgres": "PostgreSQL"}
+HA_PORT_HELP = {
+    "prometheus_2": "the second Prometheus replica",
+    "alertmanager_2": "the second Alertmanager",
+    "alertmanager_cluster": "the first Alertmanager's gossip (TCP and UDP)",
+    "alertmanager_2_cluster": "the second Alertmanager's gossip (TCP and UDP)",
+    "victoria_metrics": "VictoriaMetrics, the long-term store",
+}
+HA_PORT_FLAGS = tuple(HA_PORT_HELP)
 
 
 class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
@@ -58,6 +66,29 @@ def add_parser(subparsers: Any) -> None:
             metavar="N",
             help=f"port of {name.replace('_', ' ')}",
         )
+    up.add_argument(
+        "--ha",
+        action="store_true",
+        help="the HA topology: two Prometheus replicas, two clustered Alertmanagers, and "
+        "VictoriaMetrics as the long-term store both replicas remote_write to",
+    )
+    from inferwatch.stack.settings import HAPorts
+
+    ha_defaults = HAPorts()
+    for name in HA_PORT_FLAGS:
+        up.add_argument(
+            f"--{name.replace('_', '-')}-port",
+            type=port,
+            default=getattr(ha_defaults, name),
+            metavar="N",
+            help=f"with --ha: port of {HA_PORT_HELP[name]}",
+        )
+    up.add_argument(
+        "--long-term-retention",
+        default="1d",
+        metavar="PERIOD",
+        help="with --ha: how long VictoriaMetrics keeps samples (months, or with h, d, w, y)",
+    )
     up.add_argument(
         "--service",
         action="append",
@@ -170,12 +201,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from inferwatch.stack.settings import Ports, StackSettings
+    from inferwatch.stack.settings import HAPorts, Ports, StackSettings
 
     return StackSettings(
         data_dir=args.data_dir,
         host=args.host,
         ports=Ports(**{name: getattr(args, f"{name}_port") for name in PORT_FLAGS}),
+        ha=args.ha,
+        ha_ports=HAPorts(**{name: getattr(args, f"{name}_port") for name in HA_PORT_FLAGS}),
+        long_term_retention=args.long_term_retention,
         service_targets=tuple(args.service),
         service_job=args.service_job,
         service_token_file=args.service_token_file,

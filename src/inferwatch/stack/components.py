@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from inferwatch.alerts import units
 from inferwatch.stack.configs import url_file
 from inferwatch.stack.settings import StackSettings
 
@@ -100,7 +101,7 @@ def _url_files(s: StackSettings) -> list[str]:
 
 def _served(s: StackSettings, name: str, path: str) -> tuple[str, Probe]:
     """(address, probe of ``path``) of the component listening on the port of ``name``."""
-    return f"{s.host}:{getattr(s.ports, name)}", http_ready(f"{s.url(name)}{path}")
+    return s.url(name).removeprefix("http://"), http_ready(f"{s.url(name)}{path}")
 
 
 def components(settings: StackSettings, backends: Sequence[Component] = ()) -> list[Component]:
@@ -114,12 +115,13 @@ def components(settings: StackSettings, backends: Sequence[Component] = ()) -> l
         Component(
             "alert-sink",
             [*own, "alert-sink", "--host", s.host, "--port", str(s.ports.alert_sink),
-             "--store", str(data / "alert-sink" / "notifications.jsonl")],
+             "--store", str(data / "alert-sink" / "notifications.jsonl"),
+             *(arg for url in s.alert_sink_forward for arg in ("--forward", url))],
             *_served(s, "alert_sink", "/healthz"),
             f"{s.url('alert_sink')}/notifications",
             "notification receiver",
         ),
-        Component(
+        *(_alertmanagers(s) if s.ha else [Component(
             "alertmanager",
             [find_binary(
                 "alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager"
@@ -131,7 +133,7 @@ def components(settings: StackSettings, backends: Sequence[Component] = ()) -> l
             *_served(s, "alertmanager", "/-/ready"),
             s.url("alertmanager"),
             "Alertmanager",
-        ),
+        )]),
         *backends,
     ]  # fmt: skip
     if s.run_demo:
@@ -158,18 +160,86 @@ def components(settings: StackSettings, backends: Sequence[Component] = ()) -> l
             watch="demo" if s.run_demo else None,
         )
     )  # fmt: skip
-    resend = [f"--rules.alert.resend-delay={s.alert_resend_delay}"] if s.alert_resend_delay else []
-    parts.append(
-        Component(
-            "prometheus",
-            [find_binary("prometheus", package="prometheus"),
-             f"--config.file={config / 'prometheus.yml'}",
-             f"--storage.tsdb.path={data / 'prometheus'}",
-             f"--web.listen-address={listen['prometheus']}",
-             "--web.enable-lifecycle", *resend],
-            *_served(s, "prometheus", "/-/ready"),
-            s.url("prometheus"),
-            "Prometheus",
-        )
-    )  # fmt: skip
+    if s.ha:
+        parts.append(_victoria_metrics(s))  # the receiver of both replicas' remote_write
+    parts.append(_prometheus(s, "prometheus", "prometheus", "Prometheus"))
+    if s.ha:
+        parts.append(_prometheus(s, "prometheus-2", "prometheus_2", "Prometheus (replica 2)"))
     return parts
+
+
+def _prometheus(s: StackSettings, name: str, port: str, description: str) -> Component:
+    """One Prometheus: ``name`` is also its config file's and its data directory's name."""
+    resend = [f"--rules.alert.resend-delay={s.alert_resend_delay}"] if s.alert_resend_delay else []
+    return Component(
+        name,
+        [find_binary("prometheus", package="prometheus"),
+         f"--config.file={s.config_dir.resolve() / f'{name}.yml'}",
+         f"--storage.tsdb.path={s.data_dir.resolve() / name}",
+         f"--web.listen-address={s.url(port).removeprefix('http://')}",
+         "--web.enable-lifecycle", *resend],
+        *_served(s, port, "/-/ready"),
+        s.url(port),
+        description,
+    )  # fmt: skip
+
+
+def _alertmanagers(s: StackSettings) -> list[Component]:
+    """Two Alertmanagers gossiping over loopback: both receive every alert from both
+    Prometheus replicas, and the notification log they share makes one of them notify."""
+    binary = find_binary(
+        "alertmanager", "prometheus-alertmanager", package="prometheus-alertmanager"
+    )
+    gossip = [
+        f"{s.host}:{s.ha_ports.alertmanager_cluster}",
+        f"{s.host}:{s.ha_ports.alertmanager_2_cluster}",
+    ]
+    peer_timeout = [f"--cluster.peer-timeout={s.peer_timeout}"] if s.peer_timeout else []
+    found = []
+    for index, (name, port) in enumerate(
+        (("alertmanager", "alertmanager"), ("alertmanager-2", "alertmanager_2"))
+    ):
+        found.append(
+            Component(
+                name,
+                [binary,
+                 f"--config.file={s.config_dir.resolve() / 'alertmanager.yml'}",
+                 f"--storage.path={s.data_dir.resolve() / name}",
+                 f"--web.listen-address={s.url(port).removeprefix('http://')}",
+                 f"--cluster.listen-address={gossip[index]}",
+                 # Without it Alertmanager looks for a private address to advertise and
+                 # finds none on loopback.
+                 f"--cluster.advertise-address={gossip[index]}",
+                 f"--cluster.peer={gossip[1 - index]}", *peer_timeout],
+                *_served(s, port, "/-/ready"),
+                s.url(port),
+                f"Alertmanager (cluster peer {index + 1} of 2)",
+            )
+        )  # fmt: skip
+    return found
+
+
+def go_duration(duration: str) -> str:
+    """A Prometheus duration as a Go one (``1d`` is no Go duration): whole milliseconds."""
+    return f"{round(units.parse_duration(duration) * 1000)}ms"
+
+
+def _victoria_metrics(s: StackSettings) -> Component:
+    """Single-node VictoriaMetrics: the long-term store both replicas remote_write to. Its
+    ``-dedup.minScrapeInterval`` of one scrape interval keeps one sample of every interval
+    of a series, so the pair's two sample streams are stored as one."""
+    scrape = units.parse_duration(s.scrape_interval)
+    return Component(
+        "victoria-metrics",
+        [find_binary("victoria-metrics", package="victoria-metrics"),
+         f"-httpListenAddr={s.url('victoria_metrics').removeprefix('http://')}",
+         f"-storageDataPath={s.data_dir.resolve() / 'victoria-metrics'}",
+         f"-retentionPeriod={s.long_term_retention}",
+         f"-dedup.minScrapeInterval={go_duration(s.scrape_interval)}",
+         # How recent a sample may be and still be left out of query results (30s by
+         # default): a scrape, plus the batch deadline of remote_write, plus as much again.
+         f"-search.latencyOffset={round(scrape * 2 * 1000 + 1000)}ms"],
+        *_served(s, "victoria_metrics", "/health"),
+        f"{s.url('victoria_metrics')}/vmui",
+        "VictoriaMetrics (long-term store)",
+    )  # fmt: skip

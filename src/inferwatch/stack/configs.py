@@ -128,6 +128,11 @@ def write_rules(settings: StackSettings) -> list[Path]:
 def write_all(settings: StackSettings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _write(settings.config_dir / "prometheus.yml", prometheus_config.render(settings))
+    second = settings.config_dir / prometheus_config.REPLICA_FILES[1]
+    if settings.ha:
+        _write(second, prometheus_config.render(settings, replica=2))
+    else:
+        second.unlink(missing_ok=True)  # a config no process reads would only mislead
     _write(
         settings.config_dir / "alertmanager.yml",
         alertmanager.render_alertmanager_config(

@@ -4,6 +4,8 @@ notification receiver on one machine, without Docker."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Callable
 from types import TracebackType
 
@@ -11,6 +13,7 @@ from inferwatch.stack import configs
 from inferwatch.stack.backends import OwnBackend, own_backends
 from inferwatch.stack.children import PidFile, previous_stack, terminate
 from inferwatch.stack.components import Component, components, exporter_collectors
+from inferwatch.stack.ha import HAStatus, read_ha_parts
 from inferwatch.stack.settings import BACKENDS, StackSettings
 from inferwatch.stack.status import StackStatus, read_status
 from inferwatch.stack.supervisor import StackError, Supervisor, ensure_ports_free
@@ -49,7 +52,8 @@ class Stack:
         self._stop_stale(progress)
         skip = set() if self.settings.run_demo else {"demo"}
         ensure_ports_free(
-            self.settings.host, [(n, p) for n, p in self.settings.ports.items() if n not in skip]
+            self.settings.host,
+            [(n, p) for n, p in self.settings.all_ports() if n not in skip],
         )
         configs.write_all(self.settings)
         for backend in self.backends:
@@ -99,10 +103,32 @@ class Stack:
         position = sum(1 for other in order[: order.index(name)] if other in started)
         return self.supervisor.start(self.components[order.index(name)], position)
 
+    def kill_component(self, name: str) -> None:
+        """SIGKILL one running component, as a crash or the OOM killer would end it: no
+        shutdown of its own (Prometheus flushes nothing, an Alertmanager leaves its cluster
+        without a word). :meth:`start_component` starts it again."""
+        pid = self.supervisor.pid(name)
+        if pid is None:
+            raise StackError(f"{name} is not running")
+        os.kill(pid, signal.SIGKILL)
+        self.supervisor.stop(name)  # reaps it and records in its log how it ended
+
     def status(self) -> StackStatus | None:
         """How the stack looks from Prometheus, with the backends whose reachability the
-        exporter reports (None while Prometheus does not answer)."""
-        return read_status(self.settings.url("prometheus"), self._reported_backends)
+        exporter reports (None while no Prometheus answers). In HA, from the first replica
+        that answers, with every replica, Alertmanager and the long-term store named."""
+        found = None
+        for replica in self._prometheus_urls():
+            found = read_status(replica, self._reported_backends)
+            if found is not None:
+                break
+        if found is None or not self.settings.ha:
+            return found
+        return HAStatus.of(found, read_ha_parts(self.settings))
+
+    def _prometheus_urls(self) -> list[str]:
+        urls = [self.settings.url("prometheus")]
+        return [*urls, self.settings.url("prometheus_2")] if self.settings.ha else urls
 
     def urls(self) -> list[tuple[str, str]]:
         return [(c.description, c.ui_url) for c in self.components]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -22,6 +23,8 @@ _DURATIONS = {
 }
 # Backends the demo uses and the exporter reports on (each with a `<backend>_url` setting).
 BACKENDS = ("redis", "postgres")
+# VictoriaMetrics's -retentionPeriod: months without a suffix.
+_RETENTION = re.compile(r"[1-9][0-9]*[hdwy]?")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,22 @@ class Ports:
     alert_sink: int = 9095
     demo: int = 8000
     exporter: int = 9841
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(name, getattr(self, name)) for name in self.__dataclass_fields__]
+
+
+@dataclass(frozen=True)
+class HAPorts:
+    """The ports only the HA topology (``StackSettings.ha``) listens on: the second
+    Prometheus and Alertmanager, both Alertmanagers' gossip (TCP and UDP, the same number)
+    and the long-term store both Prometheus replicas write to."""
+
+    prometheus_2: int = 9092
+    alertmanager_2: int = 9096
+    alertmanager_cluster: int = 9094
+    alertmanager_2_cluster: int = 9097
+    victoria_metrics: int = 8428
 
     def items(self) -> list[tuple[str, int]]:
         return [(name, getattr(self, name)) for name in self.__dataclass_fields__]
@@ -84,6 +103,21 @@ class StackSettings:
     # (a real Redis and PostgreSQL of its own: see inferwatch.stack.backends); () runs
     # neither, and the demo then keeps its cache in memory and its database in SQLite.
     embedded_backends: tuple[str, ...] = BACKENDS
+    # The HA topology: two Prometheus replicas (external label `replica`, dropped from the
+    # alerts they send and the samples they remote_write), two Alertmanagers gossiping over
+    # `ha_ports`, and one VictoriaMetrics that both write to and that keeps one sample per
+    # scrape interval of each series.
+    ha: bool = False
+    ha_ports: HAPorts = field(default_factory=HAPorts)
+    # Alertmanager's --cluster.peer-timeout (15s when None): how long the second of two
+    # clustered Alertmanagers waits for the first to notify before it notifies itself, so
+    # also how late a notification is when the first one is dead.
+    peer_timeout: str | None = None
+    # How long VictoriaMetrics keeps samples (its -retentionPeriod: a number of months, or
+    # with a suffix h, d, w or y; its shortest is a day).
+    long_term_retention: str = "1d"
+    # Where the alert sink also posts every notification it receives (its --forward).
+    alert_sink_forward: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name, zero_allowed in _DURATIONS.items():
@@ -95,9 +129,23 @@ class StackSettings:
         for name, port in self.ports.items():
             # Every component is told the others' ports before it starts: none can be 0.
             check_port(port, f"--{name.replace('_', '-')}-port", zero_allowed=False)
-        used = [port for _, port in self.ports.items()]
+        for name, port in self.ha_ports.items() if self.ha else ():
+            check_port(port, f"--{name.replace('_', '-')}-port", zero_allowed=False)
+        used = [port for _, port in self.all_ports()]
         if len(set(used)) != len(used):
-            raise ValueError(f"every component needs its own port, got {dict(self.ports.items())}")
+            raise ValueError(f"every component needs its own port, got {dict(self.all_ports())}")
+        if self.peer_timeout is not None:
+            object.__setattr__(
+                self, "peer_timeout", _duration("peer_timeout", self.peer_timeout, False)
+            )
+        if not _RETENTION.fullmatch(self.long_term_retention):
+            raise ValueError(
+                "--long-term-retention must be a number of months or end in h, d, w or y, "
+                f"got {self.long_term_retention!r}"
+            )
+        for url in self.alert_sink_forward:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"the alert sink forwards to http(s) URLs, got {url!r}")
         for target in self.service_targets:
             parsed = urlsplit(f"//{target}")
             if not parsed.hostname or parsed.port is None or parsed.username or parsed.path:
@@ -139,12 +187,19 @@ class StackSettings:
             return ()
         return tuple(b for b in BACKENDS if b in self.embedded_backends and not self.url_of(b))
 
+    def all_ports(self) -> list[tuple[str, int]]:
+        """Every port this topology listens on: :attr:`ports`, and :attr:`ha_ports` in HA."""
+        return [*self.ports.items(), *(self.ha_ports.items() if self.ha else ())]
+
     def url_of(self, backend: str) -> str | None:
         url: str | None = getattr(self, f"{backend}_url")
         return url
 
     def url(self, component: str) -> str:
-        return f"http://{self.host}:{getattr(self.ports, component)}"
+        """The base URL of a component, by its port's name (``prometheus``, and in HA also
+        ``prometheus_2``, ``alertmanager_2``, ``victoria_metrics``)."""
+        ports = self.ha_ports if component in HAPorts.__dataclass_fields__ else self.ports
+        return f"http://{self.host}:{getattr(ports, component)}"
 
     @property
     def config_dir(self) -> Path:

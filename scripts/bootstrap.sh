@@ -7,11 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(prometheus prometheus-alertmanager redis-server postgresql docker-compose)
+SYSTEM_PACKAGES=(prometheus prometheus-alertmanager victoria-metrics redis-server postgresql docker-compose)
 # binary each package provides, to tell whether it is installed without dpkg
 declare -A PROVIDES=(
   [prometheus]=promtool
   [prometheus-alertmanager]=amtool
+  [victoria-metrics]=victoria-metrics
   [redis-server]=redis-server
   [postgresql]=psql
   [docker-compose]=docker-compose
@@ -35,6 +36,7 @@ fi
 declare -A SERVICE=(
   [prometheus]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
+  [victoria-metrics]=victoria-metrics
   [redis-server]=redis-server
   [postgresql]=postgresql
 )

@@ -53,9 +53,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.set_defaults(func=run)
     targets = parser.add_subparsers(dest="target", metavar="TARGET")
-    _add_kubernetes(targets)
+    try:
+        _add_kubernetes(targets)
+    except ImportError as exc:  # its defaults come with PyYAML (the `alerts` extra)
+        _add_unavailable(targets, "kubernetes", exc)
     _add_alertmanager(targets)
     return parser
+
+
+def _add_unavailable(targets: Any, name: str, error: ImportError) -> None:
+    """A target whose module cannot be imported here: every other command still parses."""
+
+    def unavailable(args: argparse.Namespace) -> int:
+        print(f"{PROG} {name}: unavailable: {error}; install inferwatch[alerts]", file=sys.stderr)
+        return 1
+
+    sub = targets.add_parser(name, help=f"(unavailable: {error})")
+    sub.set_defaults(func=unavailable)
 
 
 def _add_kubernetes(targets: Any) -> None:
@@ -120,11 +134,11 @@ def _load(paths: list[Path]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inferwatch.generation import driver
-
-    thresholds = _load(args.thresholds)
+    thresholds = _load(args.thresholds)  # first: it names the extra PyYAML comes with
     if thresholds is None:
         return 2
+    from inferwatch.generation import driver
+
     try:
         result = driver.plan(args.out, thresholds)
     except driver.RegionNotFound as exc:

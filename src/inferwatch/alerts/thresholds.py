@@ -3,17 +3,19 @@
 The schema is checked by hand rather than with a JSON-Schema library so that every error
 names the file, line and dotted key (``signals.api_error_rate.warning``) and says what was
 expected, and so that cross-field rules (warning milder than critical) read like the others.
+Every mistake of a file is reported in one run (see "collecting every error" below).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from inferwatch.alerts import units
 from inferwatch.alerts.signals import BY_KEY, Signal
@@ -134,21 +136,72 @@ class Thresholds:
     cost: Cost = field(default_factory=Cost)
 
 
+# --- collecting every error ------------------------------------------------------------------
+#
+# A file is checked whole: each value that fails is recorded and the check goes on with the
+# next one, so that one run names every mistake. What depends on a failed value (a warning
+# compared with a critical that did not parse, an override of a signal that failed) is not
+# checked, so that no error is reported that fixing another would not leave.
+
+_found: ContextVar[list[ThresholdsError] | None] = ContextVar("thresholds_errors", default=None)
+T = TypeVar("T")
+
+
+class _Failed:
+    """The result of a check whose errors are recorded."""
+
+    def __repr__(self) -> str:
+        return "FAILED"
+
+
+FAILED = _Failed()
+
+
+class _Abandoned(Exception):  # a signal, not an error: nothing is reported
+    """Raised once a value's errors are recorded: that value is given up, not the file."""
+
+
+def _report(error: ThresholdsError) -> None:
+    """Record ``error`` and go on; outside :func:`build` nothing collects, so raise it."""
+    found = _found.get()
+    if found is None:
+        raise error
+    found.append(error)
+
+
+def _attempt(check: Callable[..., T], *args: Any) -> T | _Failed:
+    """``check(*args)``, or :data:`FAILED` with the error recorded."""
+    try:
+        return check(*args)
+    except ThresholdsError as exc:
+        _report(exc)
+    except _Abandoned:
+        pass
+    return FAILED
+
+
+def _failed(*values: object) -> bool:
+    return any(isinstance(v, _Failed) for v in values)
+
+
 # --- node helpers ---------------------------------------------------------------------------
 
 
 def _mapping(node: Node, key: str, allowed: tuple[str, ...] | None = None) -> dict[str, Node]:
+    """``node``'s entries; each unknown key is reported and left out, so that the known
+    ones are still checked."""
     if node.tag != "map":
         raise ThresholdsError(node, key, "expected a mapping")
     items: dict[str, Node] = node.value
-    if allowed is not None:
-        for name, child in items.items():
-            if name not in allowed:
-                raise ThresholdsError(
-                    child, f"{key}.{name}" if key else name,
-                    f"unknown key; expected one of: {', '.join(allowed)}",
-                )  # fmt: skip
-    return items
+    if allowed is None:
+        return items
+    for name, child in items.items():
+        if name not in allowed:
+            _report(ThresholdsError(
+                child, f"{key}.{name}" if key else name,
+                f"unknown key; expected one of: {', '.join(allowed)}",
+            ))  # fmt: skip
+    return {name: child for name, child in items.items() if name in allowed}
 
 
 def _required(items: dict[str, Node], parent: Node, key: str, name: str) -> Node:
@@ -163,12 +216,42 @@ def _text(node: Node, key: str) -> str:
     return str(node.value)
 
 
+_BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+# The unit a bare number most likely lacks, per kind of quantity.
+_UNIT_OF: dict[Callable[[str], Fraction], str] = {
+    units.parse_duration: "s",
+    units.parse_percent: "%",
+    units.parse_celsius: "C",
+    units.parse_byte_rate: "B/s",
+}
+_UNITLESS = (units.parse_count, units.parse_factor)
+
+
+def _unit_hint(text: str, parse_value: Callable[[str], Fraction]) -> str:
+    """What to write instead of the bare number ``text``: ``did you mean `70%`?``."""
+    unit = _UNIT_OF.get(parse_value)
+    if unit is None or not _BARE_NUMBER.fullmatch(text):
+        return "write it with its unit, e.g. " + {"%": "5%", "C": "85C", "B/s": "1MB/s"}.get(
+            unit or "", "500ms"
+        )
+    if unit != "%":
+        return f"did you mean `{text}{unit}`?"
+    value = Fraction(text)
+    if value > 100:
+        return "write a percentage like 5% or 99.5%"
+    if value < 1 and "." in text:  # 0.7 may be a ratio: say both readings
+        return f"did you mean `{text}%`, or `{units.format_percent(value)}` for a ratio of {text}?"
+    return f"did you mean `{text}%`?"
+
+
 def _quantity(node: Node, key: str, parse_value: Callable[[str], Fraction]) -> Fraction:
-    unitless = (units.parse_count, units.parse_factor)
-    if node.tag in ("int", "float") and parse_value not in unitless:
-        raise ThresholdsError(node, key, f"{node.value} has no unit; write e.g. {node.value}s")
+    text = _text(node, key).strip()
+    if parse_value not in _UNITLESS and (
+        node.tag in ("int", "float") or _BARE_NUMBER.fullmatch(text)
+    ):
+        raise ThresholdsError(node, key, f"{text} has no unit; {_unit_hint(text, parse_value)}")
     try:
-        return parse_value(_text(node, key))
+        return parse_value(text)
     except units.UnitError as exc:
         raise ThresholdsError(node, key, str(exc)) from None
 
@@ -189,56 +272,66 @@ def _severity(node: Node, key: str) -> Severity:
     return value  # type: ignore[return-value]
 
 
+def _required_duration(
+    items: dict[str, Node], parent: Node, key: str, name: str, *, positive: bool = False
+) -> Fraction:
+    return _duration(_required(items, parent, key, name), f"{key}.{name}", positive=positive)
+
+
 # --- sections --------------------------------------------------------------------------------
+
+
+def _base_url(items: dict[str, Node], node: Node, name: str) -> str:
+    value = _text(_required(items, node, "settings", name), f"settings.{name}")
+    if not re.match(r"https?://", value):
+        raise ThresholdsError(items[name], f"settings.{name}", "expected an http(s) URL")
+    return value.rstrip("/")
+
+
+def _target(t_node: Node) -> str:
+    target = _text(t_node, "settings.targets")
+    if not _JOB.fullmatch(target):
+        raise ThresholdsError(t_node, "settings.targets", f"invalid job name {target!r}")
+    return target
+
+
+def _targets(items: dict[str, Node], node: Node) -> tuple[str, ...]:
+    targets_node = _required(items, node, "settings", "targets")
+    if targets_node.tag != "seq":
+        raise ThresholdsError(targets_node, "settings.targets", "expected a list of job names")
+    targets = [_attempt(_target, t) for t in targets_node.value]
+    if _failed(*targets):
+        raise _Abandoned
+    return tuple(targets)  # type: ignore[arg-type]
 
 
 def _settings(node: Node) -> Settings:
     names = ("docs_base_url", "grafana_base_url", "targets", "evaluation_interval")
     items = _mapping(node, "settings", (*names, "scrape_interval"))
-    for name in names[:2]:
-        value = _text(_required(items, node, "settings", name), f"settings.{name}")
-        if not re.match(r"https?://", value):
-            raise ThresholdsError(items[name], f"settings.{name}", "expected an http(s) URL")
-    targets_node = _required(items, node, "settings", "targets")
-    if targets_node.tag != "seq":
-        raise ThresholdsError(targets_node, "settings.targets", "expected a list of job names")
-    targets = tuple(_text(t, "settings.targets") for t in targets_node.value)
-    for target, t_node in zip(targets, targets_node.value, strict=True):
-        if not _JOB.fullmatch(target):
-            raise ThresholdsError(t_node, "settings.targets", f"invalid job name {target!r}")
+    docs, grafana = (_attempt(_base_url, items, node, name) for name in names[:2])
+    targets = _attempt(_targets, items, node)
+    evaluation, scrape = (
+        _attempt(lambda n=name: _required_duration(items, node, "settings", n, positive=True))
+        for name in ("evaluation_interval", "scrape_interval")
+    )
+    if _failed(docs, grafana, targets, evaluation, scrape):
+        raise _Abandoned
     return Settings(
-        docs_base_url=_text(items["docs_base_url"], "").rstrip("/"),
-        grafana_base_url=_text(items["grafana_base_url"], "").rstrip("/"),
-        targets=targets,
-        evaluation_interval=_duration(
-            _required(items, node, "settings", "evaluation_interval"),
-            "settings.evaluation_interval", positive=True,
-        ),
-        scrape_interval=_duration(
-            _required(items, node, "settings", "scrape_interval"),
-            "settings.scrape_interval", positive=True,
-        ),
+        docs_base_url=docs, grafana_base_url=grafana, targets=targets,  # type: ignore[arg-type]
+        evaluation_interval=evaluation, scrape_interval=scrape,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
-def _objective(parent: Node, key: str, allowed: tuple[str, ...]) -> tuple[Fraction, dict]:
-    items = _mapping(parent, key, allowed)
+def _objective(items: dict[str, Node], parent: Node, key: str) -> Fraction:
     node = _required(items, parent, key, "objective")
     value = _quantity(node, f"{key}.objective", units.parse_percent)
     if not 0 < value < 1:
         raise ThresholdsError(node, f"{key}.objective", "must be above 0% and below 100%")
-    return value, items
+    return value
 
 
-def _slo(node: Node) -> Slo:
-    items = _mapping(node, "slo", ("window", "availability", "latency", "burn_rates"))
-    window = _duration(_required(items, node, "slo", "window"), "slo.window", positive=True)
-    availability, _ = _objective(
-        _required(items, node, "slo", "availability"), "slo.availability", ("objective",)
-    )
-    latency_node = _required(items, node, "slo", "latency")
-    latency, lat_items = _objective(latency_node, "slo.latency", ("objective", "threshold"))
-    t_node = _required(lat_items, latency_node, "slo.latency", "threshold")
+def _latency_threshold(items: dict[str, Node], parent: Node) -> Fraction:
+    t_node = _required(items, parent, "slo.latency", "threshold")
     threshold = _duration(t_node, "slo.latency.threshold", positive=True)
     if float(threshold) not in DURATION_SECONDS:
         raise ThresholdsError(
@@ -246,29 +339,77 @@ def _slo(node: Node) -> Slo:
             "must be a bucket bound of http_server_request_duration_seconds "
             f"(one of {', '.join(_BUCKETS)})",
         )  # fmt: skip
+    return threshold
+
+
+def _burn_rate(i: int, entry: Node, window: Fraction | _Failed) -> BurnRate:
+    key = f"slo.burn_rates[{i}]"
+    fields = ("long", "short", "factor", "severity", "for")
+    b = _mapping(entry, key, fields)
+    for name in fields:
+        if name not in b:
+            _report(ThresholdsError(entry, f"{key}.{name}", "missing required key"))
+    parsers: dict[str, Callable[[Node, str], Any]] = {
+        "long": lambda n, k: _duration(n, k, positive=True),
+        "short": lambda n, k: _duration(n, k, positive=True),
+        "factor": lambda n, k: _quantity(n, k, units.parse_factor),
+        "severity": _severity,
+        "for": _duration,
+    }
+    values: dict[str, Any] = {n: _attempt(parsers[n], b[n], f"{key}.{n}") for n in b}
+    if len(values) < len(fields) or _failed(*values.values()):
+        raise _Abandoned
+    rate = BurnRate(
+        values["long"], values["short"], values["factor"], values["severity"], values["for"]
+    )
+    ok = True
+    if rate.short >= rate.long:
+        _report(ThresholdsError(b["short"], f"{key}.short", "must be shorter than long"))
+        ok = False
+    if not isinstance(window, _Failed) and rate.long > window:
+        _report(ThresholdsError(b["long"], f"{key}.long", "must not exceed slo.window"))
+        ok = False
+    if not ok:
+        raise _Abandoned
+    return rate
+
+
+def _burn_rates(items: dict[str, Node], node: Node, window: Fraction | _Failed) -> tuple:
     rates_node = _required(items, node, "slo", "burn_rates")
     if rates_node.tag != "seq" or not rates_node.value:
         raise ThresholdsError(rates_node, "slo.burn_rates", "expected a non-empty list")
-    burn_rates = []
-    for i, entry in enumerate(rates_node.value):
-        key = f"slo.burn_rates[{i}]"
-        fields = ("long", "short", "factor", "severity", "for")
-        b = _mapping(entry, key, fields)
-        for name in fields:
-            _required(b, entry, key, name)
-        rate = BurnRate(
-            long=_duration(b["long"], f"{key}.long", positive=True),
-            short=_duration(b["short"], f"{key}.short", positive=True),
-            factor=_quantity(b["factor"], f"{key}.factor", units.parse_factor),
-            severity=_severity(b["severity"], f"{key}.severity"),
-            for_=_duration(b["for"], f"{key}.for"),
+    rates = [_attempt(_burn_rate, i, entry, window) for i, entry in enumerate(rates_node.value)]
+    if _failed(*rates):
+        raise _Abandoned
+    return tuple(rates)
+
+
+def _slo(node: Node) -> Slo:
+    items = _mapping(node, "slo", ("window", "availability", "latency", "burn_rates"))
+    window = _attempt(lambda: _required_duration(items, node, "slo", "window", positive=True))
+
+    def availability() -> Fraction:
+        a_node = _required(items, node, "slo", "availability")
+        return _objective(
+            _mapping(a_node, "slo.availability", ("objective",)), a_node, "slo.availability"
         )
-        if rate.short >= rate.long:
-            raise ThresholdsError(b["short"], f"{key}.short", "must be shorter than long")
-        if rate.long > window:
-            raise ThresholdsError(b["long"], f"{key}.long", "must not exceed slo.window")
-        burn_rates.append(rate)
-    return Slo(window, availability, latency, threshold, tuple(burn_rates))
+
+    def latency() -> tuple[Fraction, Fraction]:
+        l_node = _required(items, node, "slo", "latency")
+        l_items = _mapping(l_node, "slo.latency", ("objective", "threshold"))
+        objective = _attempt(_objective, l_items, l_node, "slo.latency")
+        threshold = _attempt(_latency_threshold, l_items, l_node)
+        if isinstance(objective, _Failed) or isinstance(threshold, _Failed):
+            raise _Abandoned
+        return objective, threshold
+
+    available = _attempt(availability)
+    latency_parts = _attempt(latency)
+    rates = _attempt(_burn_rates, items, node, window)
+    if _failed(window, available, latency_parts, rates):
+        raise _Abandoned
+    objective, threshold = latency_parts  # type: ignore[misc]  # not FAILED, checked above
+    return Slo(window, available, objective, threshold, rates)  # type: ignore[arg-type]
 
 
 def _check_order(signal: Signal, levels: Levels, node: Node, key: str) -> None:
@@ -294,30 +435,37 @@ def _show(signal: Signal, value: Fraction) -> str:
     return units.decimal_text(value)
 
 
+def _level(signal: Signal, child: Node, key: str) -> Fraction | None:
+    if child.value is None:
+        return None
+    value = _quantity(child, key, _PARSERS[signal.kind])
+    if signal.kind == "ratio" and value in (0, 1):
+        bound = "0%" if value == 0 else "100%"
+        raise ThresholdsError(child, key, f"a ratio alert at {bound} is moot")
+    return value
+
+
 def _levels(signal: Signal, node: Node, key: str, base: Levels | None) -> Levels:
     """Parse ``{warning, critical, for}``; missing keys come from ``base``."""
     items = _mapping(node, key, ("warning", "critical", "for"))
-    parse_value = _PARSERS[signal.kind]
-    values: dict[str, Fraction | None] = {
+    values: dict[str, Fraction | _Failed | None] = {
         name: (base.level(name) if base else None)
         for name in SEVERITIES  # type: ignore[arg-type]
     }
     for name in SEVERITIES:
         if name in items:
-            child = items[name]
-            values[name] = (
-                None if child.value is None else _quantity(child, f"{key}.{name}", parse_value)
-            )
-            if signal.kind == "ratio" and values[name] in (0, 1):
-                bound = "0%" if values[name] == 0 else "100%"
-                raise ThresholdsError(child, f"{key}.{name}", f"a ratio alert at {bound} is moot")
+            values[name] = _attempt(_level, signal, items[name], f"{key}.{name}")
+    for_: Fraction | _Failed
     if "for" in items:
-        for_ = _duration(items["for"], f"{key}.for")
+        for_ = _attempt(_duration, items["for"], f"{key}.for")
     elif base is not None:
         for_ = base.for_
     else:
-        raise ThresholdsError(node, f"{key}.for", "missing required key")
-    levels = Levels(values["warning"], values["critical"], for_)
+        _report(ThresholdsError(node, f"{key}.for", "missing required key"))
+        for_ = FAILED
+    if _failed(for_, *values.values()):
+        raise _Abandoned
+    levels = Levels(values["warning"], values["critical"], for_)  # type: ignore[arg-type]
     # Blame the value the user wrote in this entry: the warning, else the critical.
     blamed = next((n for n in SEVERITIES if n in items), None)
     _check_order(
@@ -328,23 +476,28 @@ def _levels(signal: Signal, node: Node, key: str, base: Levels | None) -> Levels
 
 def _state(signal: Signal, node: Node, key: str) -> StateLevel:
     items = _mapping(node, key, ("severity", "for"))
-    return StateLevel(
-        severity=_severity(_required(items, node, key, "severity"), f"{key}.severity"),
-        for_=_duration(_required(items, node, key, "for"), f"{key}.for"),
+    severity = _attempt(
+        lambda: _severity(_required(items, node, key, "severity"), f"{key}.severity")
     )
+    for_ = _attempt(lambda: _duration(_required(items, node, key, "for"), f"{key}.for"))
+    if _failed(severity, for_):
+        raise _Abandoned
+    return StateLevel(severity=severity, for_=for_)  # type: ignore[arg-type]
+
+
+def _signal(signal_key: str, items: dict[str, Node], node: Node) -> Levels | StateLevel:
+    signal, key = BY_KEY[signal_key], f"signals.{signal_key}"
+    child = _required(items, node, "signals", signal_key)
+    if signal.kind == "state":
+        return _state(signal, child, key)
+    return _levels(signal, child, key, None)
 
 
 def _signals(node: Node) -> dict[str, Levels | StateLevel]:
+    """The signals that passed their checks; a failed one is left out (and recorded)."""
     items = _mapping(node, "signals", tuple(BY_KEY))
-    result: dict[str, Levels | StateLevel] = {}
-    for signal_key, signal in BY_KEY.items():
-        key = f"signals.{signal_key}"
-        child = _required(items, node, "signals", signal_key)
-        if signal.kind == "state":
-            result[signal_key] = _state(signal, child, key)
-        else:
-            result[signal_key] = _levels(signal, child, key, None)
-    return result
+    parsed = {key: _attempt(_signal, key, items, node) for key in BY_KEY}
+    return {key: value for key, value in parsed.items() if not isinstance(value, _Failed)}
 
 
 def _threshold_signal(name: str, node: Node, key: str) -> Signal:
@@ -355,149 +508,260 @@ def _threshold_signal(name: str, node: Node, key: str) -> Signal:
     return signal
 
 
-def _profiles(node: Node, signals: Mapping[str, Levels | StateLevel]) -> dict[str, dict]:
-    result: dict[str, dict[str, Node]] = {}
+def _profile_entry(
+    name: str, signal_key: str, entry: Node, signals: Mapping[str, Levels | StateLevel]
+) -> Levels:
+    key = f"profiles.{name}.{signal_key}"
+    signal = _threshold_signal(signal_key, entry, key)
+    base = signals.get(signal_key)
+    if not isinstance(base, Levels):  # the signal failed its own checks
+        raise _Abandoned
+    return _levels(signal, entry, key, Levels(None, None, base.for_))
+
+
+@dataclass(frozen=True)
+class _Profiles:
+    valid: dict[str, dict[str, Node]]
+    broken: frozenset[str]  # defined, but with an error: an override using one is not checked
+
+
+def _profiles(node: Node, signals: Mapping[str, Levels | StateLevel]) -> _Profiles:
+    valid: dict[str, dict[str, Node]] = {}
+    broken: set[str] = set()
     for name, profile in _mapping(node, "profiles").items():
-        entries = _mapping(profile, f"profiles.{name}")
-        for signal_key, entry in entries.items():
-            key = f"profiles.{name}.{signal_key}"
-            signal = _threshold_signal(signal_key, entry, key)
-            base = signals[signal_key]
-            assert isinstance(base, Levels)
-            _levels(signal, entry, key, Levels(None, None, base.for_))  # validate early
-        result[name] = entries
-    return result
+        entries = _attempt(_mapping, profile, f"profiles.{name}")
+        if isinstance(entries, _Failed):
+            broken.add(name)
+            continue
+        checked = [_attempt(_profile_entry, name, k, e, signals) for k, e in entries.items()]
+        if _failed(*checked):
+            broken.add(name)
+        else:
+            valid[name] = entries
+    return _Profiles(valid, frozenset(broken))
 
 
-def _matchers(items: dict[str, Node], key: str) -> tuple[Matcher, ...]:
-    matchers: list[Matcher] = []
+def _matcher(label: str, value: Node, label_key: str, op: str) -> Matcher:
+    text = _text(value, label_key)
+    name = "job" if label == "service" else label
+    if not _LABEL.fullmatch(name):
+        raise ThresholdsError(value, label_key, "invalid label name")
+    if op == "=~":
+        try:
+            re.compile(text)
+        except re.error as exc:
+            raise ThresholdsError(value, label_key, f"invalid regex: {exc}") from None
+    return Matcher(name, op, text)  # type: ignore[arg-type]
+
+
+def _matchers(items: dict[str, Node], node: Node, key: str) -> tuple[Matcher, ...]:
+    matchers: list[Matcher | _Failed] = []
     for field_name, op in (("match", "="), ("match_re", "=~")):
         if field_name not in items:
             continue
-        for label, value in _mapping(items[field_name], f"{key}.{field_name}").items():
+        labels = _attempt(_mapping, items[field_name], f"{key}.{field_name}")
+        if isinstance(labels, _Failed):
+            matchers.append(labels)
+            continue
+        for label, value in labels.items():
             label_key = f"{key}.{field_name}.{label}"
-            text = _text(value, label_key)
-            name = "job" if label == "service" else label
-            if not _LABEL.fullmatch(name):
-                raise ThresholdsError(value, label_key, "invalid label name")
-            if op == "=~":
-                try:
-                    re.compile(text)
-                except re.error as exc:
-                    raise ThresholdsError(value, label_key, f"invalid regex: {exc}") from None
-            matchers.append(Matcher(name, op, text))  # type: ignore[arg-type]
+            matchers.append(_attempt(_matcher, label, value, label_key, op))
+    if _failed(*matchers):
+        raise _Abandoned
     if not matchers:
-        raise ThresholdsError(None, key, "needs `match` or `match_re` with at least one label")
-    return tuple(sorted(matchers, key=lambda m: (m.label, m.op, m.value)))
+        raise ThresholdsError(node, key, "needs `match` or `match_re` with at least one label")
+    checked = [m for m in matchers if isinstance(m, Matcher)]
+    return tuple(sorted(checked, key=lambda m: (m.label, m.op, m.value)))
+
+
+def _profile_name(items: dict[str, Node], key: str, profiles: _Profiles | _Failed) -> str:
+    profile = _text(items["profile"], f"{key}.profile")
+    if isinstance(profiles, _Failed) or profile in profiles.broken:
+        raise _Abandoned  # its errors are already recorded
+    if profile not in profiles.valid:
+        defined = ", ".join(sorted([*profiles.valid, *profiles.broken])) or "none"
+        raise ThresholdsError(
+            items["profile"], f"{key}.profile", f"unknown profile {profile!r}; defined: {defined}"
+        )
+    return profile
+
+
+def _override_signal(
+    signal_key: str, entry: Node, s_key: str, base: Levels | StateLevel | None
+) -> Levels:
+    signal = _threshold_signal(signal_key, entry, s_key)
+    if not isinstance(base, Levels):  # the signal failed its own checks
+        raise _Abandoned
+    return _levels(signal, entry, s_key, base)
 
 
 def _override(
     index: int,
     node: Node,
     signals: Mapping[str, Levels | StateLevel],
-    profiles: Mapping[str, Mapping[str, Node]],
+    profiles: _Profiles | _Failed,
 ) -> Override:
     key = f"overrides[{index}]"
     items = _mapping(node, key, ("match", "match_re", "profile", "signals"))
-    try:
-        matchers = _matchers(items, key)
-    except ThresholdsError as exc:
-        if exc.node is None:
-            raise ThresholdsError(node, exc.key, exc.message) from None
-        raise
+    matchers = _attempt(_matchers, items, node, key)
     entries: dict[str, tuple[Node, str]] = {}  # signal -> (entry, key) applied in order
     resolved: dict[str, Levels] = {}
     profile = None
+    parts: list[object] = [matchers]
     if "profile" in items:
-        profile = _text(items["profile"], f"{key}.profile")
-        if profile not in profiles:
-            raise ThresholdsError(
-                items["profile"], f"{key}.profile",
-                f"unknown profile {profile!r}; defined: {', '.join(profiles) or 'none'}",
-            )  # fmt: skip
-        for signal_key, entry in profiles[profile].items():
-            base = signals[signal_key]
-            assert isinstance(base, Levels)
-            signal = BY_KEY[signal_key]
-            resolved[signal_key] = _levels(
-                signal, entry, f"profiles.{profile}.{signal_key}", Levels(None, None, base.for_)
-            )
-            entries[signal_key] = (entry, f"profiles.{profile}.{signal_key}")
-    if "signals" in items:
-        for signal_key, entry in _mapping(items["signals"], f"{key}.signals").items():
+        profile = _attempt(_profile_name, items, key, profiles)
+        parts.append(profile)
+        if isinstance(profile, str):
+            assert not isinstance(profiles, _Failed)
+            for signal_key, entry in profiles.valid[profile].items():
+                base = signals[signal_key]
+                assert isinstance(base, Levels)
+                p_key = f"profiles.{profile}.{signal_key}"
+                resolved[signal_key] = _levels(
+                    BY_KEY[signal_key], entry, p_key, Levels(None, None, base.for_)
+                )
+                entries[signal_key] = (entry, p_key)
+    # On a failed profile the signals' levels would be checked against the wrong base.
+    if "signals" in items and not _failed(*parts[1:]):
+        own = _attempt(_mapping, items["signals"], f"{key}.signals")
+        parts.append(own)
+        for signal_key, entry in {} if isinstance(own, _Failed) else own.items():
             s_key = f"{key}.signals.{signal_key}"
-            signal = _threshold_signal(signal_key, entry, s_key)
-            base = resolved.get(signal_key) or signals[signal_key]
-            assert isinstance(base, Levels)
-            resolved[signal_key] = _levels(signal, entry, s_key, base)
-            entries[signal_key] = (entry, s_key)
-    if not resolved:
-        raise ThresholdsError(node, key, "needs `profile` or `signals`")
-    for signal_key, (entry, s_key) in entries.items():
-        labels = BY_KEY[signal_key].labels
-        for m in matchers:
-            if m.label not in labels:
-                raise ThresholdsError(
-                    entry, s_key,
-                    f"cannot match on {m.label!r}: {signal_key} series carry only "
-                    f"{', '.join(labels)}",
-                )  # fmt: skip
-    return Override(matchers, resolved, profile, f"override-{index + 1}")
+            under = resolved.get(signal_key) or signals.get(signal_key)
+            levels = _attempt(_override_signal, signal_key, entry, s_key, under)
+            parts.append(levels)
+            if isinstance(levels, Levels):
+                resolved[signal_key] = levels
+                entries[signal_key] = (entry, s_key)
+    if not resolved and not _failed(*parts[1:]):
+        _report(ThresholdsError(node, key, "needs `profile` or `signals`"))
+        parts.append(FAILED)
+    if not isinstance(matchers, _Failed):
+        for signal_key, (entry, s_key) in entries.items():
+            labels = BY_KEY[signal_key].labels
+            for m in matchers:
+                if m.label not in labels:
+                    _report(ThresholdsError(
+                        entry, s_key,
+                        f"cannot match on {m.label!r}: {signal_key} series carry only "
+                        f"{', '.join(labels)}",
+                    ))  # fmt: skip
+                    parts.append(FAILED)
+    if _failed(*parts):
+        raise _Abandoned
+    return Override(matchers, resolved, profile, f"override-{index + 1}")  # type: ignore[arg-type]
 
 
 _PRICE = re.compile(r"\d+(?:\.\d+)?")
 _CURRENCY = re.compile(r"[A-Za-z$€£¥]{1,8}")
 
 
+def _currency(node: Node) -> str:
+    currency = _text(node, "cost.currency")
+    if not _CURRENCY.fullmatch(currency):
+        raise ThresholdsError(node, "cost.currency", "expected a code like USD")
+    return currency
+
+
+def _price(node: Node, key: str) -> Fraction:
+    text = _text(node, f"cost.{key}")
+    if not _PRICE.fullmatch(text):
+        raise ThresholdsError(
+            node, f"cost.{key}", f"expected a price like 0.04 or 2.5, got {text!r}"
+        )
+    return Fraction(text)
+
+
 def _cost(node: Node) -> Cost:
     fields = ("currency", *(f"{r}_hour" for r in RESOURCES))
     items = _mapping(node, "cost", fields)
-    currency = "USD"
-    if "currency" in items:
-        currency = _text(items["currency"], "cost.currency")
-        if not _CURRENCY.fullmatch(currency):
-            raise ThresholdsError(items["currency"], "cost.currency", "expected a code like USD")
-    prices: dict[str, Fraction] = {}
-    for resource in RESOURCES:
-        key = f"{resource}_hour"
-        if key not in items:
-            continue
-        text = _text(items[key], f"cost.{key}")
-        if not _PRICE.fullmatch(text):
-            raise ThresholdsError(
-                items[key], f"cost.{key}", f"expected a price like 0.04 or 2.5, got {text!r}"
-            )
-        prices[resource] = Fraction(text)
-    return Cost(currency, prices)
+    currency = _attempt(_currency, items["currency"]) if "currency" in items else "USD"
+    prices = {
+        resource: _attempt(_price, items[f"{resource}_hour"], f"{resource}_hour")
+        for resource in RESOURCES
+        if f"{resource}_hour" in items
+    }
+    if _failed(currency, *prices.values()):
+        raise _Abandoned
+    return Cost(currency, prices)  # type: ignore[arg-type]
 
 
-def build(root: Node) -> Thresholds:
-    top = ("version", "settings", "slo", "signals", "profiles", "overrides")
-    items = _mapping(root, "", (*top, "production_readiness", "cost"))
+def _version(items: dict[str, Node], root: Node) -> str:
     version = _text(_required(items, root, "(top)", "version"), "version")
     if version != "1":
         raise ThresholdsError(items["version"], "version", f"unsupported version {version!r}")
-    signals = _signals(_required(items, root, "(top)", "signals"))
-    profiles = _profiles(items["profiles"], signals) if "profiles" in items else {}
-    overrides_node = items.get("overrides")
-    overrides: list[Override] = []
-    if overrides_node is not None:
-        if overrides_node.tag != "seq":
-            raise ThresholdsError(overrides_node, "overrides", "expected a list")
-        overrides = [_override(i, n, signals, profiles) for i, n in enumerate(overrides_node.value)]
-    readiness_node = items.get("production_readiness")
-    readiness = plain(readiness_node) if readiness_node is not None else {}
+    return version
+
+
+def _readiness(node: Node) -> dict[str, Any]:
+    readiness = plain(node)
     if not isinstance(readiness, dict):
-        raise ThresholdsError(readiness_node, "production_readiness", "expected a mapping")
-    return Thresholds(
-        settings=_settings(_required(items, root, "(top)", "settings")),
-        slo=_slo(_required(items, root, "(top)", "slo")),
-        signals=signals,
-        profiles=profiles,
-        overrides=tuple(overrides),
-        production_readiness=readiness,
-        cost=_cost(items["cost"]) if "cost" in items else Cost(),
+        raise ThresholdsError(node, "production_readiness", "expected a mapping")
+    return readiness
+
+
+def _overrides(
+    node: Node, signals: Mapping[str, Levels | StateLevel], profiles: _Profiles | _Failed
+) -> tuple[Override, ...]:
+    if node.tag != "seq":
+        raise ThresholdsError(node, "overrides", "expected a list")
+    overrides = [_attempt(_override, i, n, signals, profiles) for i, n in enumerate(node.value)]
+    if _failed(*overrides):
+        raise _Abandoned
+    return tuple(overrides)  # type: ignore[arg-type]
+
+
+def _build(root: Node) -> Thresholds:
+    top = ("version", "settings", "slo", "signals", "profiles", "overrides")
+    items = _mapping(root, "", (*top, "production_readiness", "cost"))
+
+    def section(name: str, check: Callable[[Node], T]) -> T | _Failed:
+        return _attempt(lambda: check(_required(items, root, "(top)", name)))
+
+    version = _attempt(_version, items, root)
+    signals = section("signals", _signals)
+    known = {} if isinstance(signals, _Failed) else signals
+    profiles = (
+        _attempt(_profiles, items["profiles"], known)
+        if "profiles" in items
+        else _Profiles({}, frozenset())
     )
+    overrides = (
+        _attempt(_overrides, items["overrides"], known, profiles) if "overrides" in items else ()
+    )
+    readiness = (
+        _attempt(_readiness, items["production_readiness"])
+        if "production_readiness" in items
+        else {}
+    )
+    settings = section("settings", _settings)
+    slo = section("slo", _slo)
+    cost = _attempt(_cost, items["cost"]) if "cost" in items else Cost()
+    if _failed(version, signals, profiles, overrides, readiness, settings, slo, cost):
+        raise _Abandoned
+    return Thresholds(
+        settings=settings,  # type: ignore[arg-type]
+        slo=slo,  # type: ignore[arg-type]
+        signals=signals,  # type: ignore[arg-type]
+        profiles=profiles.valid,  # type: ignore[union-attr]
+        overrides=overrides,  # type: ignore[arg-type]
+        production_readiness=readiness,  # type: ignore[arg-type]
+        cost=cost,  # type: ignore[arg-type]
+    )
+
+
+def build(root: Node, errors: Sequence[ThresholdsError] = ()) -> Thresholds:
+    """The validated thresholds of ``root``, or one :class:`ThresholdsError` naming every
+    mistake in it, with ``errors`` (those found while reading the files) first."""
+    found = list(errors)
+    token = _found.set(found)
+    try:
+        thresholds = _attempt(_build, root)
+    finally:
+        _found.reset(token)
+    if found or isinstance(thresholds, _Failed):
+        raise ThresholdsError.of(found)
+    return thresholds
 
 
 def default_text() -> str:
@@ -506,7 +770,14 @@ def default_text() -> str:
 
 def load_thresholds(*overlays: Path | str) -> Thresholds:
     """The shipped defaults with each overlay (a path, or YAML text) merged on top in order."""
-    root = parse(default_text(), f"inferwatch/alerts/{DEFAULTS}")
-    for overlay in overlays:
-        root = merge(root, load(overlay) if isinstance(overlay, Path) else parse(overlay, "<text>"))
-    return build(root)
+    errors: list[ThresholdsError] = []
+    try:
+        root = parse(default_text(), f"inferwatch/alerts/{DEFAULTS}", errors)
+        for overlay in overlays:
+            if isinstance(overlay, Path):
+                root = merge(root, load(overlay, errors))
+            else:
+                root = merge(root, parse(overlay, "<text>", errors))
+    except ThresholdsError as exc:  # unreadable: nothing more can be checked
+        raise ThresholdsError.of([*errors, *exc.errors]) from None
+    return build(root, errors)

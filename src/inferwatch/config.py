@@ -46,7 +46,11 @@ def check_backend_url(backend: str, url: str, what: str = "") -> str:
     from inferwatch.exporters.redact import quote_userinfo
 
     schemes = BACKEND_SCHEMES[backend]
-    _split_url(url, schemes, _subject(what), f"a {' or '.join(schemes)}:// URL")
+    shape = f"a {' or '.join(schemes)}:// URL"
+    if isinstance(url, str) and "://" not in url:
+        # Not shown: text that is no URL may be a password alone (read from a secret file).
+        raise ValueError(f"{_subject(what)}must be {shape}, got no scheme://")
+    _split_url(url, schemes, _subject(what), shape)
     return quote_userinfo(url)
 
 

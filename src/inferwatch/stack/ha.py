@@ -11,6 +11,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from inferwatch.stack.prometheus_api import Prometheus
 from inferwatch.stack.settings import StackSettings
 from inferwatch.stack.status import StackStatus
 
@@ -62,7 +63,7 @@ def cluster_peers(alertmanager_url: str, timeout: float = 2.0) -> int | None:
 def read_ha_parts(settings: StackSettings, timeout: float = 2.0) -> tuple[str, ...]:
     """One phrase per replicated part: how many Prometheus replicas are ready, how many
     Alertmanagers answer and how large each sees its cluster, whether the store is up."""
-    ready = sum(_answers(f"{settings.url(name)}/-/ready", timeout) for name in PROMETHEUS_REPLICAS)
+    ready = sum(Prometheus(settings.url(name), timeout).ready() for name in PROMETHEUS_REPLICAS)
     peers = [cluster_peers(settings.url(name), timeout) for name in ALERTMANAGER_PEERS]
     up = [found for found in peers if found is not None]
     cluster = f", cluster peers {'/'.join(map(str, up))}" if up else ""

@@ -17,6 +17,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily
 from inferwatch import catalogue
 from inferwatch.cli import catalogue as catalogue_cli
 from inferwatch.exporters.config import COLLECTOR_MODULES
+from inferwatch.generation import registry
+from inferwatch.generation.driver import markers
 from inferwatch.http.instruments import HttpMetrics
 from tests.support.hashseed import other_seeds, rendered_in_other_processes
 
@@ -41,13 +43,13 @@ def table_rows(markdown: str) -> dict[str, str]:
 
 
 # -- README ---------------------------------------------------------------------------------
-def test_readme_catalogue_is_current() -> None:
-    generated = catalogue.render()
-    current = catalogue.section(README.read_text(encoding="utf-8"))
-    assert current == generated, (
-        "README.md's metric catalogue is stale; regenerate it with "
-        "`.venv/bin/inferwatch catalogue --write README.md`"
-    )
+def test_generate_writes_the_catalogue_into_the_readme_section() -> None:
+    # `inferwatch generate --check` (tests/test_generation.py) keeps the README's copy current.
+    (output,) = [p for p in registry.PRODUCERS if p.name == "catalogue"]
+    assert output.make(None) == {"README.md#catalogue": catalogue.render()}
+    start, end = markers("catalogue")
+    readme = README.read_text(encoding="utf-8")
+    assert f"{start}\n\n{catalogue.render().strip()}\n\n{end}" in readme
 
 
 def test_render_is_deterministic() -> None:
@@ -195,43 +197,3 @@ def run_cli(*argv: str) -> int:
 def test_cli_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli() == 0
     assert capsys.readouterr().out == catalogue.render()
-
-
-def test_cli_check_and_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    doc = tmp_path / "doc.md"
-    original = (
-        f"# Title\n\n{catalogue.START_MARKER}\n| old | table |\n{catalogue.END_MARKER}\n\nTail.\n"
-    )
-    doc.write_text(original)
-
-    assert run_cli("--check", str(doc)) == 1
-    err = capsys.readouterr().err
-    assert "stale" in err and f"inferwatch catalogue --write {doc}" in err
-    assert doc.read_text() == original  # --check never writes
-
-    assert run_cli("--write", str(doc)) == 0
-    written = doc.read_text()
-    assert written.startswith("# Title\n\n") and written.endswith("\n\nTail.\n")
-    assert catalogue.section(written) == catalogue.render()
-    assert run_cli("--check", str(doc)) == 0
-
-    assert run_cli("--write", str(doc)) == 0  # idempotent
-    assert doc.read_text() == written
-
-
-def test_cli_reports_missing_markers_and_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    doc = tmp_path / "doc.md"
-    doc.write_text("# No catalogue here\n")
-    assert run_cli("--check", str(doc)) == 1
-    assert catalogue.START_MARKER in capsys.readouterr().err
-    assert run_cli("--write", str(doc)) == 1
-    assert doc.read_text() == "# No catalogue here\n"
-    assert run_cli("--check", str(tmp_path / "absent.md")) == 1
-    assert "cannot read" in capsys.readouterr().err
-
-
-def test_cli_check_and_write_are_exclusive() -> None:
-    with pytest.raises(SystemExit):
-        run_cli("--check", "a.md", "--write", "b.md")

@@ -15,7 +15,6 @@ without an edit here.
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +22,6 @@ from typing import Any
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from inferwatch.exporters.config import COLLECTOR_MODULES
-
-START_MARKER = "<!-- catalogue:start -->"
-END_MARKER = "<!-- catalogue:end -->"
 
 # Labels the exposition adds by itself; they are part of the type, not of the metric.
 _IMPLIED_LABELS = frozenset({"le", "quantile"})
@@ -198,27 +194,3 @@ def render(sets: Sequence[MetricSet] | None = None) -> str:
             rows.append(f"| `{info.name}` | {info.type} | {labels} | {_cell(info.help)} |")
         parts.append("\n".join(rows))
     return "\n\n".join(parts) + "\n"
-
-
-class MarkersNotFound(ValueError):
-    pass
-
-
-_SECTION = re.compile(re.escape(START_MARKER) + r"(.*?)" + re.escape(END_MARKER), re.DOTALL)
-
-
-def section(document: str) -> str:
-    """The text between the catalogue markers, without surrounding blank lines."""
-    match = _SECTION.search(document)
-    if match is None:
-        raise MarkersNotFound(
-            f"no catalogue section: expected a line {START_MARKER} followed by {END_MARKER}"
-        )
-    return match.group(1).strip("\n") + "\n"
-
-
-def replace_section(document: str, catalogue: str) -> str:
-    """``document`` with the text between the markers replaced by ``catalogue``."""
-    section(document)  # raises if the markers are missing
-    block = f"{START_MARKER}\n\n{catalogue.strip()}\n\n{END_MARKER}"
-    return _SECTION.sub(lambda _: block, document, count=1)

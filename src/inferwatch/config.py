@@ -64,7 +64,7 @@ def check_http_url(url: object, what: str = "", *, example: str = "") -> str:
     if not parts.hostname:
         from inferwatch.exporters.redact import redact_url
 
-        raise ValueError(f"{_subject(what)}must be {shape}, got no host in {redact_url(url)}")
+        raise ValueError(f"{_subject(what)}must be {shape}, got no host in {redact_url(str(url))}")
     return url  # type: ignore[return-value]  # _split_url checked it is a str
 
 

@@ -58,7 +58,7 @@ class Prometheus:
         return list(self._get("/api/v1/query", params)["result"])
 
     def query_range(self, expr: str, start: float, end: float, step: float) -> list[Series]:
-        params = {"query": expr, "start": start, "end": end, "step": step}
+        params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": step}
         return list(self._get("/api/v1/query_range", params)["result"])
 
     def targets(self, state: str = "active") -> list[dict[str, Any]]:

@@ -47,6 +47,28 @@ PALETTE = (
 MAX_POINTS = 240
 LEGEND_MAX = 9
 _LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+# A series selector of a (substituted) expression: a metric name, its optional matchers,
+# and whether a "(" follows (then it is a function).
+_SELECTOR = re.compile(
+    r'(?<![\w.:])([a-zA-Z_:][\w:]*)\s*(\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\})?(\s*\()?'
+)
+# What else reads like a name, in one left-to-right pass: matchers are kept whole (their
+# values may hold anything), and strings, range durations and grouping label lists are
+# blanked out.
+_NOISE = re.compile(
+    r'(?P<matchers>\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\})'
+    r'|"(?:[^"\\]|\\.)*"'
+    r"|\[[^\]]*\]"
+    r"|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
+)
+# PromQL's operators, modifiers and aggregations (an aggregation may precede `by`).
+_NOT_METRICS = frozenset(
+    {
+        *("and", "or", "unless", "bool", "offset", "inf", "nan"),
+        *("sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values"),
+        *("bottomk", "topk", "quantile", "limitk", "limit_ratio"),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,36 @@ class _Renderer:
         self.start, self.end = start, end
         self.step = max(1.0, math.ceil((end - start) / MAX_POINTS))
         self.variables = variables
+        self._present: dict[str, bool] = {}
+
+    def why_empty(self, panel: dict[str, Any]) -> str | None:
+        """Why ``panel`` drew nothing, where the window shows it: the chosen job scraped
+        nothing, or a series its queries read has no sample. ``None`` when every series is
+        there (the queries then filter them all out)."""
+        job = self.variables.get("job")
+        scraped = f'up{{job=~"{job}"}}' if job is not None else "up"
+        if not self._has_series(scraped):
+            whose = f' for job=~"{job}"' if job is not None else ""
+            return f"Nothing scraped{whose} in this window."
+        missing: list[str] = []
+        for target in panel["targets"]:
+            for name, selector in _selectors(substitute(target["expr"], self.variables)):
+                if name not in missing and not self._has_series(selector):
+                    missing.append(name)
+        if not missing:
+            return None
+        return f"No series of {', '.join(missing)} in this window."
+
+    def _has_series(self, selector: str) -> bool:
+        """Whether ``selector`` has a sample in the window (each asked once per render)."""
+        if selector not in self._present:
+            window = max(1, math.ceil(self.end - self.start))
+            expr = f"count(last_over_time({selector}[{window}s]))"
+            try:
+                self._present[selector] = bool(self.prometheus.query(expr, at=self.end))
+            except QueryError:
+                self._present[selector] = True  # no reason rather than a wrong one
+        return self._present[selector]
 
     def fetch(self, panel: dict[str, Any]) -> tuple[list[Line], str | None]:
         lines: list[Line] = []
@@ -272,11 +324,48 @@ def _width_px(ax: Any) -> float:
     return float(ax.get_position().width * ax.figure.get_figwidth() * ax.figure.dpi)
 
 
-def _no_data(ax: Any, panel: dict[str, Any]) -> None:
+def _selectors(expr: str) -> list[tuple[str, str]]:
+    """``(metric name, selector)`` for each series selector of ``expr``, in order, once."""
+    text = _NOISE.sub(lambda m: m.group("matchers") or " ", expr)
+    found: dict[str, str] = {}
+    for match in _SELECTOR.finditer(text):
+        name, matchers, call = match.groups()
+        if not call and name not in _NOT_METRICS:
+            found.setdefault(name + (matchers or ""), name)
+    return [(name, selector) for selector, name in found.items()]
+
+
+def _height_px(ax: Any) -> float:
+    return float(ax.get_position().height * ax.figure.get_figheight() * ax.figure.dpi)
+
+
+NOTE_PT = 7
+NOTE_LINE_PX = NOTE_PT * DPI / 72 * 1.2  # matplotlib's line spacing
+NO_DATA_Y, NOTE_TOP_Y = 0.58, 0.38  # where "No data" and the note below it sit, at most
+
+
+def _no_data(ax: Any, panel: dict[str, Any], reason: str | None = None) -> None:
+    """Draw "No data", and below it ``reason`` (why, where the window shows it) and the
+    panel's own note on when it has data ("Data only ..."), wrapped to the panel."""
     ax.set_axis_off()
+    note = re.search(r"Data only[^.]*\.", panel.get("description", ""))
+    said = [text for text in (reason, note.group(0) if note else None) if text]
+    # Wrapped to the panel by hand: matplotlib's wrap=True wraps at the figure's edge, so a
+    # note in a narrow panel ran into its neighbours. 7 pt text averages ~0.6 em.
+    per_line = max(20, int(_width_px(ax) / (NOTE_PT * DPI / 72 * 0.6)))
+    lines = [line for text in said for line in textwrap.wrap(text, per_line)]
+    # A text too long for the space below "No data" lifts both, as far as the top allows,
+    # and what still does not fit is cut: nothing is drawn over the next panel.
+    height = _height_px(ax)
+    highest = 1 - 12 / height - NO_DATA_Y  # "No data" (12 pt) stays below the top
+    room = (NOTE_TOP_Y + max(0.0, highest)) * height - 4
+    if len(lines) * NOTE_LINE_PX > room:
+        lines = lines[: max(1, int(room / NOTE_LINE_PX))]
+        lines[-1] = lines[-1][: per_line - 3].rstrip() + "..."
+    lift = min(max(0.0, highest), max(0.0, (len(lines) * NOTE_LINE_PX + 4) / height - NOTE_TOP_Y))
     ax.text(
         0.5,
-        0.58,
+        NO_DATA_Y + lift,
         "No data",
         color=MUTED,
         fontsize=12,
@@ -284,17 +373,13 @@ def _no_data(ax: Any, panel: dict[str, Any]) -> None:
         va="center",
         transform=ax.transAxes,
     )
-    note = re.search(r"Data only[^.]*\.", panel.get("description", ""))
-    if note:
-        # Wrapped to the panel by hand: matplotlib's wrap=True wraps at the figure's edge,
-        # so a note in a narrow panel ran into its neighbours. 7 pt text averages ~0.6 em.
-        per_line = max(20, int(_width_px(ax) / (7 * DPI / 72 * 0.6)))
+    if lines:
         ax.text(
             0.5,
-            0.38,
-            textwrap.fill(note.group(0), per_line),
+            NOTE_TOP_Y + lift,
+            "\n".join(lines),
             color=MUTED,
-            fontsize=7,
+            fontsize=NOTE_PT,
             ha="center",
             va="top",
             transform=ax.transAxes,
@@ -434,6 +519,6 @@ def _draw_panel(fig: Any, renderer: _Renderer, panel: dict[str, Any], w_px: int,
         )
         return
     if not lines or not any(ln.values for ln in lines):
-        _no_data(inner, panel)
+        _no_data(inner, panel, renderer.why_empty(panel))
         return
     getattr(renderer, kind)(inner, panel, lines)

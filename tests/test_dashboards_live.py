@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pytest_postgresql.executors import PostgreSQLExecutor
-from pytest_redis.executor import RedisExecutor
 
 from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.dashboards import build_all
@@ -33,7 +31,6 @@ from inferwatch.stack import Stack
 from inferwatch.stack.prometheus_api import Prometheus
 from tests.fakes.fake_nvml import GIB, FakeGpu, FakeNvml
 from tests.support import wait_until
-from tests.support.backends import postgres_url, redis_url
 from tests.support.live import live_stack
 from tests.support.traffic import Traffic
 
@@ -85,16 +82,11 @@ def gpu_exporter() -> Iterator[Exporter]:
 
 
 @pytest.fixture(scope="module")
-def live(
-    tmp_path_factory: pytest.TempPathFactory,
-    redis_server: RedisExecutor,
-    postgres_server: PostgreSQLExecutor,
-    gpu_exporter: Exporter,
-) -> Iterator[Live]:
+def live(tmp_path_factory: pytest.TempPathFactory, gpu_exporter: Exporter) -> Iterator[Live]:
+    # The default stack, as `inferwatch stack up` runs it: with a Redis and a PostgreSQL of
+    # its own for the demo and the exporter (only the GPU is simulated, by a second exporter).
     with live_stack(
         tmp_path_factory.mktemp("stack"),
-        redis_url=redis_url(redis_server),
-        postgres_url=postgres_url(postgres_server),
         extra_targets=(f"127.0.0.1:{gpu_exporter.port}",),
         extra_job=GPU_JOB,
     ) as stack:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferwatch.alerts import promql, signals
-from inferwatch.alerts.annotate import SERVICE_LABEL, VALUE, annotations, threshold_text
+from inferwatch.alerts.annotate import SERVICE_LABEL, VALUE, rule_annotations, threshold_text
 from inferwatch.alerts.signals import Signal
 from inferwatch.alerts.thresholds import (
     SEVERITIES,
@@ -94,7 +94,7 @@ def threshold_rules(thresholds: Thresholds, signal: Signal) -> list[Rule]:
                     "expr": expression(signal, judged_set, threshold),
                     "for": promql.window(judged_set.levels.for_),
                     "labels": _labels(severity, judged_set),
-                    "annotations": annotations(
+                    "annotations": rule_annotations(
                         thresholds, signal.alert, signal.dashboard_uid, signal.summary,
                         _description(signal, severity, threshold, _scope(judged_set)),  # type: ignore[arg-type]
                     ),
@@ -118,7 +118,7 @@ def state_rules(thresholds: Thresholds, signal: Signal) -> list[Rule]:
             "expr": expr,
             "for": duration,
             "labels": {"severity": level.severity, "service": SERVICE_LABEL},
-            "annotations": annotations(
+            "annotations": rule_annotations(
                 thresholds,
                 signal.alert,
                 signal.dashboard_uid,
@@ -136,7 +136,7 @@ def watchdog_rule(thresholds: Thresholds) -> Rule:
         "expr": "vector(1)",
         "for": "0s",
         "labels": {"severity": "none"},
-        "annotations": annotations(
+        "annotations": rule_annotations(
             thresholds,
             WATCHDOG,
             "inferwatch-overview",

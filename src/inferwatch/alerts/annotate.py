@@ -41,7 +41,7 @@ def dashboard_url(thresholds: Thresholds, uid: str) -> str:
     return f"{thresholds.settings.grafana_base_url}/d/{uid}"
 
 
-def annotations(
+def rule_annotations(
     thresholds: Thresholds, alert: str, uid: str, summary: str, description: str
 ) -> dict[str, str]:
     found = {

@@ -25,7 +25,8 @@ def window(seconds: Fraction) -> str:
 
 def le(bound: Fraction | float) -> str:
     """The ``le`` label value exactly as prometheus_client exposes it (``2.0``, ``0.15``)."""
-    return floatToGoString(float(bound))
+    text: str = floatToGoString(float(bound))
+    return text
 
 
 def selector(metric: str, matchers: Iterable[str] = ()) -> str:
@@ -58,9 +59,11 @@ def failed_requests(
     return f"{grouping} ({typed} or {five_xx})"
 
 
-def quantile(q: str, metric: str, labels: Iterable[str], rng: str, matchers: Iterable[str] = ()):
-    labels = (*labels, "le")
-    return f"histogram_quantile({q}, {sum_rate(metric + '_bucket', labels, rng, matchers)})"
+def quantile(
+    q: str, metric: str, labels: Iterable[str], rng: str, matchers: Iterable[str] = ()
+) -> str:
+    by_le = (*labels, "le")
+    return f"histogram_quantile({q}, {sum_rate(metric + '_bucket', by_le, rng, matchers)})"
 
 
 def compare(expr: str, direction: str, threshold: Fraction) -> str:

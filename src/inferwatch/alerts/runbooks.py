@@ -28,7 +28,7 @@ def _rows(thresholds: Thresholds, alert: str) -> list[str]:
             )
             levels: Levels = judged.levels
             for severity in ("warning", "critical"):
-                value = levels.level(severity)  # type: ignore[arg-type]
+                value = levels.level(severity)
                 if value is not None:
                     rows.append(
                         f"| {scope} | {severity} | {signal.direction} "

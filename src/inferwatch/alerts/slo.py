@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from inferwatch.alerts import promql
-from inferwatch.alerts.annotate import SERVICE_LABEL, annotations
+from inferwatch.alerts.annotate import SERVICE_LABEL, rule_annotations
 from inferwatch.alerts.runbook_data import Page
 from inferwatch.alerts.thresholds import BurnRate, Thresholds
 from inferwatch.alerts.units import format_percent
@@ -125,7 +125,7 @@ def rules(thresholds: Thresholds) -> list[dict[str, Any]]:
                     "expr": expression(thresholds, sli, rate),
                     "for": promql.window(rate.for_),
                     "labels": labels(sli, rate),
-                    "annotations": annotations(
+                    "annotations": rule_annotations(
                         thresholds,
                         sli.alert,
                         "inferwatch-overview",

@@ -9,6 +9,7 @@ alerts are checked at each window pair's threshold times 1.01 (fires) and 0.99 (
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -21,8 +22,9 @@ from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
 RULE_FILES = ["../recording_rules.yaml", "../alert_rules.yaml"]
 NEAR = Fraction(1, 100)  # "a little" around a burn-rate threshold
 Test = dict[str, Any]
+Eval = tuple[Fraction, list[dict[str, Any]]]  # (eval time, the alerts expected then)
 
-_FILTERS = {
+_FILTERS: dict[str, Callable[[float], str]] = {
     "humanizeDuration": humanize.humanize_duration,
     "humanizePercentage": humanize.humanize_percentage,
     "humanize1024": humanize.humanize_1024,
@@ -164,10 +166,14 @@ def _threshold_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
         settle = fixtures.window_of(signal) + 2 * clock.step
         fire_at = settle + levels.for_ + clock.eval
         end = fire_at + fixtures.window_of(signal) + 3 * clock.step
-        severities = [s for s in ("warning", "critical") if levels.level(s) is not None]  # type: ignore[arg-type]
+        severities = [s for s in ("warning", "critical") if levels.level(s) is not None]
 
         def group(
-            name: str, phases: list, evals: list, labels: Labels = labels, scope: str = scope
+            name: str,
+            phases: list[fixtures.Phase],
+            evals: list[Eval],
+            labels: Labels = labels,
+            scope: str = scope,
         ) -> Test:
             return {
                 "name": f"{signal.alert} ({scope}): {name}",
@@ -182,7 +188,7 @@ def _threshold_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
         silent = regions["silent"]
         tests.append(group("silent just short of the first threshold",
                            [(silent, clock.samples(end))], [(fire_at, [])]))  # fmt: skip
-        early = [(levels.for_ - clock.eval, [])] if levels.for_ >= clock.eval else []
+        early: list[Eval] = [(levels.for_ - clock.eval, [])] if levels.for_ >= clock.eval else []
         if "between" in regions:
             value = float(_value(signal, regions["between"]))
             tests.append(group(
@@ -213,7 +219,7 @@ def _state_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
     fire_at = level.for_ + 2 * clock.eval
     end = fire_at + 3 * clock.step
     n_fire, n_rest = clock.samples(fire_at), clock.samples(end - fire_at)
-    early = [(level.for_ - clock.eval, [])] if level.for_ >= clock.eval else []
+    early: list[Eval] = [(level.for_ - clock.eval, [])] if level.for_ >= clock.eval else []
     assert signal.state is not None
     case = signal.state.case(thresholds.settings.targets)
     labels, healthy, failing = case.labels, case.healthy, case.failing
@@ -224,7 +230,7 @@ def _state_tests(thresholds: Thresholds, signal: Signal) -> list[Test]:
     selector = fixtures.selector(case.metric, case.series_labels)
     expected = [_expected(rules[0], labels, 1.0)]
 
-    def group(name: str, phases: list, evals: list) -> Test:
+    def group(name: str, phases: list[tuple[Fraction | None, int]], evals: list[Eval]) -> Test:
         return {
             "name": f"{signal.alert}: {name}",
             "interval": _dur(clock.step),
@@ -282,10 +288,10 @@ def _burn_tests(thresholds: Thresholds) -> list[Test]:
             rule = rules[slo.expression(thresholds, sli, rate)]
             fire_at = rate.for_ + clock.eval
             n = clock.samples(fire_at + clock.step)
-            early = [(rate.for_ - clock.eval, [])] if rate.for_ >= clock.eval else []
+            early: list[Eval] = [(rate.for_ - clock.eval, [])] if rate.for_ >= clock.eval else []
             pair = f"{_dur(rate.long)}/{_dur(rate.short)} at {promql.number(rate.factor)}x"
             fired = [_expected(rule, labels, float(above))]
-            cases = [
+            cases: list[tuple[str, Fraction, Fraction, list[Eval]]] = [
                 ("both windows just above", above, above, [*early, (fire_at, fired)]),
                 ("long window just below", below, above, [(fire_at, [])]),
                 ("short window just below", above, below, [(fire_at, [])]),
@@ -393,7 +399,7 @@ def _cost_tests(thresholds: Thresholds) -> list[Test]:
         })  # fmt: skip
     total = sum(per_resource.values(), Fraction(0))
 
-    def check(expr: str, value: Fraction, labels: str = '{job="inferwatch-api"}') -> dict:
+    def check(expr: str, value: Fraction, labels: str = '{job="inferwatch-api"}') -> Test:
         return {
             "expr": f"round({expr} * {SCALE})",
             "eval_time": _dur(Fraction(7200)),

@@ -51,7 +51,8 @@ class RegistryState:
                     f"this registry already holds inferwatch's {kind} metrics with other "
                     "buckets; use the same buckets everywhere or give each its own registry"
                 )
-            return found[1]
+            metrics = found[1]  # built by `build` for this kind, so a T
+            return metrics
 
     def registry(self) -> CollectorRegistry | None:
         return self._registry() if self._registry is not None else None
@@ -124,7 +125,7 @@ class ByLabel(Generic[T]):
 
     def __call__(self, raw: object) -> T:
         try:
-            found = self._entries.get(raw)  # type: ignore[call-overload]
+            found: T | None = self._entries.get(raw)  # type: ignore[call-overload]
         except TypeError:  # unhashable: only its label can be a key
             found = None
         if found is None:

@@ -8,7 +8,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar, cast
 
 from prometheus_client.registry import REGISTRY, CollectorRegistry
@@ -273,7 +273,9 @@ class InferenceMetrics:
         except Exception as exc:
             self._state.error("ai.inference.batch", exc)
 
-    def _wrap_gen(self, fn: Callable[..., Iterator[Any]], model: str) -> Callable[..., Any]:
+    def _wrap_gen(
+        self, fn: Callable[..., Generator[Any, Any, Any]], model: str
+    ) -> Callable[..., Any]:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
             req = self.request(model)

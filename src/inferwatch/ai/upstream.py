@@ -278,7 +278,7 @@ class Upstream:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
                 call = _Call(self, user_sleep, user_gave_up, is_async=False)
                 try:
-                    result = retrier.copy(**call.hooks())(call.wrap(fn), *args, **kwargs)
+                    result: Any = retrier.copy(**call.hooks())(call.wrap(fn), *args, **kwargs)
                 except BaseException as exc:
                     call.finish(exc)
                     raise

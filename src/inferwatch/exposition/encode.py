@@ -240,7 +240,8 @@ def encode_openmetrics(
 ) -> bytes:
     """OpenMetrics 1.0 with exemplars, as ``prometheus_client.openmetrics.exposition``."""
     if escaping not in _IDENTITY_ESCAPINGS or version.split(".")[0] not in ("0", "1"):
-        return om_exposition.generate_latest(registry, escaping=escaping, version=version)
+        encoded: bytes = om_exposition.generate_latest(registry, escaping=escaping, version=version)
+        return encoded
     return _encode(registry, openmetrics_format=True, escaping=escaping)
 
 

@@ -62,7 +62,8 @@ class _ClientNoiseAtDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
 
     @property
     def level(self) -> int:  # uvicorn reads ``logger.level`` to decide on trace output
-        return self.logger.level
+        level: int = self.logger.level
+        return level
 
     def warning(self, msg: object, *args: object, **kwargs: Any) -> None:
         self.debug(msg, *args, **kwargs)

@@ -7,10 +7,9 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client.metrics_core import CounterMetricFamily
-from prometheus_client.mmap_dict import mmap_key
 
 from inferwatch.metrics._base import Metric
-from inferwatch.metrics.mmapfile import GuardedMmapedDict
+from inferwatch.metrics.mmapfile import GuardedMmapedDict, mmap_key
 
 
 class CounterChild:

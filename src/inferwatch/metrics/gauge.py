@@ -8,10 +8,9 @@ from typing import Any, Literal, get_args
 
 import prometheus_client
 from prometheus_client.metrics_core import GaugeMetricFamily
-from prometheus_client.mmap_dict import mmap_key
 
 from inferwatch.metrics._base import Metric
-from inferwatch.metrics.mmapfile import GuardedMmapedDict
+from inferwatch.metrics.mmapfile import GuardedMmapedDict, mmap_key
 
 # How multiprocess mode combines the per-worker values (prometheus_client's names):
 # "livesum" sums live workers only, so a killed worker's in-flight requests vanish with it.

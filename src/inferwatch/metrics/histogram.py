@@ -12,12 +12,11 @@ from typing import Any
 
 import prometheus_client
 from prometheus_client.metrics_core import HistogramMetricFamily
-from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from inferwatch.metrics._base import Metric
-from inferwatch.metrics.mmapfile import GuardedMmapedDict
+from inferwatch.metrics.mmapfile import GuardedMmapedDict, mmap_key
 
 
 def validate_buckets(buckets: Sequence[float], *, what: str = "buckets") -> tuple[float, ...]:

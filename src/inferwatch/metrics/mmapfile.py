@@ -32,16 +32,22 @@ import os
 import struct
 import time
 import weakref
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from prometheus_client import values
 from prometheus_client.mmap_dict import MmapedDict
+from prometheus_client.mmap_dict import mmap_key as _mmap_key
 
 INITIAL_SIZE = 1 << 16  # as prometheus_client: the size of every new file
 HEADER = 8  # bytes used (int32) and padding: the smallest readable file
 RETRY_SECONDS = 1.0
 _pack_integer = struct.Struct(b"i").pack
 _unpack_integer = struct.Struct(b"i").unpack_from
+# The key of a sample in a multiprocess file, prometheus_client's own function: it asks for
+# lists of label names and values in its annotation but only zips them, and the metrics
+# hold tuples.
+mmap_key = cast("Callable[[str, str, Sequence[str], Sequence[str], str], str]", _mmap_key)
 _pack_two_doubles = struct.Struct(b"dd").pack
 _unpack_two_doubles = struct.Struct(b"dd").unpack_from
 
@@ -86,14 +92,15 @@ class GuardedMmapedDict(MmapedDict):
 
     def __init__(self, filename: str, read_mode: bool = False) -> None:
         if read_mode:  # readers never grow a file
-            super().__init__(filename, read_mode=True)
+            # MmapedDict's methods are unannotated (calls through self are not excluded)
+            super().__init__(filename, read_mode=True)  # type: ignore[no-untyped-call]
             return
         self._f: Any = open(filename, "a+b")  # noqa: SIM115 (closed by close())
         self._fname = filename
         self._m: Any = None  # mapped once the file has room for its header
         # The mapping as doubles, for direct writes at the indexes place_all() hands out;
         # replaced with the mapping when the file grows.
-        self.view: memoryview | None = None
+        self.view: memoryview[float] | None = None
         self._capacity = 0
         self._used = 0
         self._positions: dict[str, int] = {}
@@ -215,7 +222,7 @@ class GuardedMmapedDict(MmapedDict):
             self._used = HEADER
             self._m[0:4] = _pack_integer(self._used)
         else:
-            for key, _, _, pos in self._read_all_values():
+            for key, _, _, pos in self._read_all_values():  # type: ignore[no-untyped-call]
                 self._positions[key] = pos
 
 
@@ -234,4 +241,4 @@ def install(dropped_key: str) -> None:
     prometheus_client looks ``MmapedDict`` up in its ``values`` module each time it opens a
     file, so this covers every file the process opens from now on."""
     dropped.key = dropped_key
-    values.MmapedDict = GuardedMmapedDict  # type: ignore[misc]
+    values.MmapedDict = GuardedMmapedDict  # type: ignore[attr-defined]  # not re-exported

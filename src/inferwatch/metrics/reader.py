@@ -68,7 +68,7 @@ class _File:
     combine: int
     pid: str
     mapping: mmap.mmap | None = None
-    view: memoryview | None = None
+    view: memoryview[float] | None = None
     parsed: int = HEADER  # the offset of the first entry not read yet
     series: list[int] = field(default_factory=list)  # series id per entry
     slots: list[int] = field(default_factory=list)  # index of the entry's value in `view`
@@ -294,8 +294,8 @@ class DirectoryReader:
             for series_id in ids:
                 series = self._series[series_id]
                 group = series.group if series.le is not None else tuple(series.labels.items())
-                entry = groups.setdefault(group, (dict(group), [], []))
-                entry[1 if series.le is not None else 2].append(series_id)
+                grouped = groups.setdefault(group, (dict(group), [], []))
+                (grouped[1] if series.le is not None else grouped[2]).append(series_id)
             for _, buckets, _ in groups.values():
                 buckets.sort(key=lambda i: self._series[i].le)  # type: ignore[arg-type,return-value]
             layout.append((head, list(groups.values())))

@@ -42,7 +42,8 @@ def once_per_registry(registry: CollectorRegistry | None, key: str, build: Calla
         per_registry = _sets.setdefault(registry, {})
         if key not in per_registry:
             per_registry[key] = build()
-        return per_registry[key]
+        found: T = per_registry[key]  # the store holds every key's own type
+        return found
 
 
 def instrumentation_errors(registry: CollectorRegistry | None) -> Counter:

@@ -174,7 +174,7 @@ class StoreValue:
     def _write(self) -> None:
         slot = self._slot
         if slot:
-            view = self._file.view  # type: ignore[union-attr]
+            view: memoryview[float] = self._file.view  # type: ignore[union-attr,assignment]
             view[slot] = self._value
             view[slot + 1] = self._timestamp
         else:
@@ -237,7 +237,7 @@ def install(directory: str) -> ProcessStore | None:
             return None
         _store = ProcessStore(directory)
         os.register_at_fork(after_in_child=_after_fork)
-        values.ValueClass = StoreValue  # type: ignore[misc,assignment]
+        values.ValueClass = StoreValue
         return _store
 
 

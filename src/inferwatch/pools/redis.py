@@ -102,8 +102,8 @@ class RedisPool(PoolChildren):
                     self._released(connection)
 
         else:
-
-            def get_connection(*args: Any, **kwargs: Any) -> Any:
+            # The pool's own methods, sync here: not the coroutine functions above.
+            def get_connection(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
                 started = self._acquiring()
                 try:
                     connection = get(*args, **kwargs)
@@ -113,7 +113,7 @@ class RedisPool(PoolChildren):
                 self._acquired(started, connection, None)
                 return connection
 
-            def release_connection(connection: Any) -> None:
+            def release_connection(connection: Any) -> None:  # type: ignore[misc]
                 try:
                     release(connection)
                 finally:
@@ -281,7 +281,7 @@ def instrument_redis(
     if not hasattr(pool, "get_connection"):
         raise TypeError(f"not a redis-py client or connection pool: {type(client_or_pool)!r}")
     instrumentations = pool.__dict__.setdefault("_inferwatch_instrumentation", {})
-    instrumentation = instrumentations.get(id(metrics))
+    instrumentation: RedisPool | None = instrumentations.get(id(metrics))
     if instrumentation is None:
         instrumentation = RedisPool(pool, pool_name, metrics)
         instrumentations[id(metrics)] = instrumentation

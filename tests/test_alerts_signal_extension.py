@@ -8,6 +8,7 @@ worked example cannot drift from what the generators do.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -174,3 +175,12 @@ def test_its_generated_rules_and_tests_pass_promtool(
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     assert "SUCCESS" in result.stdout
+
+
+def test_a_half_made_definition_is_refused(added: Signal) -> None:
+    """A threshold signal without its fixture (or a state signal with a recording) fails where
+    it is defined, not later inside a generator."""
+    with pytest.raises(ValueError, match="time_to_first_chunk_p95: a state signal has a State"):
+        dataclasses.replace(added, fixture=None)
+    with pytest.raises(ValueError, match="target_down: a state signal has a State"):
+        dataclasses.replace(signals.TARGET_DOWN, recording=added.recording)

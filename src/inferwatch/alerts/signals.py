@@ -101,6 +101,13 @@ class State:
 
 @dataclass(frozen=True, eq=False)
 class Signal:
+    """One alerting signal; the thresholds file holds its levels and ``for:`` under ``key``.
+
+    A threshold signal reads its ``recording`` and is made in tests by its ``fixture``; a
+    yes/no signal (``kind="state"``) has a ``State`` instead. Compared by identity: the
+    registry holds each definition once.
+    """
+
     key: str  # in the thresholds file's ``signals:``
     alert: str
     kind: Kind
@@ -116,10 +123,12 @@ class Signal:
     matchers: str = ""  # fixed matchers added to ``series``
 
     def __post_init__(self) -> None:
-        threshold = self.recording is not None and self.fixture is not None
-        if (self.kind == "state") != (self.state is not None) or threshold == (
-            self.state is not None
-        ):
+        # Caught here, a half-made definition would otherwise fail deep inside a generator.
+        if self.kind == "state":
+            whole = self.state is not None and self.recording is None and self.fixture is None
+        else:
+            whole = self.state is None and self.recording is not None and self.fixture is not None
+        if not whole:
             raise ValueError(
                 f"{self.key}: a state signal has a State, any other a Recording and a Fixture"
             )

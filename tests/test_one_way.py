@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import http.server
 import json
+import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ from inferwatch.cli.main import build_parser
 from inferwatch.config import check_backend_url, check_port
 from inferwatch.exporters.config import ConfigError, build_config
 from inferwatch.exposition.auth import MetricsAuth, MetricsAuthError, read_secret_file
-from inferwatch.metrics.shared import once_per_registry
+from inferwatch.metrics.shared import once_per_registry, report_error
 from inferwatch.stack.prometheus_api import Prometheus, QueryError
 from inferwatch.stack.settings import Ports, StackSettings
 from inferwatch.stack.status import read_status
@@ -244,6 +245,17 @@ def test_what_exists_once_per_registry_has_one_store() -> None:
     assert state_for(registry) is state
     assert once_per_registry(registry, "ai", lambda: pytest.fail("built a second time")) is state
     assert state_for(None) is not state_for(None)  # unregistered metrics share nothing
+
+
+def test_an_instrumentation_error_is_logged_once_per_registry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("tests.one_way")
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        for registry in [*registries, *registries]:
+            report_error(registry, "one_way.test", ZeroDivisionError(), log)
+    assert len(caplog.records) == 2  # each registry's first error, not the repeats
 
 
 def test_one_overflow_value() -> None:

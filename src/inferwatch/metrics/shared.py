@@ -23,7 +23,9 @@ T = TypeVar("T")
 
 _sets: weakref.WeakKeyDictionary[CollectorRegistry, dict[str, Any]] = weakref.WeakKeyDictionary()
 _lock = threading.RLock()
-_logged: set[tuple[int, str]] = set()
+# Components whose error was logged, for unregistered metrics (registry=None); a registry's
+# own set is kept once per registry, with the rest of what belongs to it.
+_logged_unregistered: set[str] = set()
 
 INSTRUMENTATION_ERRORS = "inferwatch_instrumentation_errors"
 INSTRUMENTATION_ERRORS_HELP = (
@@ -89,9 +91,13 @@ def report_error(
     Never raises: it is called from paths that must not fail the user's work."""
     try:
         instrumentation_errors(registry).labels(component).inc()
-        key = (id(registry), component)
-        if key not in _logged:
-            _logged.add(key)
+        logged: set[str] = (
+            _logged_unregistered
+            if registry is None
+            else once_per_registry(registry, "logged_errors", set)
+        )
+        if component not in logged:
+            logged.add(component)
             log.warning("inferwatch instrumentation error in %s: %r", component, exc)
     except Exception:
         pass

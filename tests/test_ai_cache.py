@@ -22,7 +22,7 @@ from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.counter import CounterChild
 from inferwatch.metrics.gauge import GaugeChild
 from inferwatch.metrics.histogram import HistogramChild
-from tests.support import Exact, exact, registry_samples, wait_until
+from tests.support import Exact, registry_samples, value, wait_until
 from tests.support.backends import redis_url
 
 Scrape = Exact
@@ -39,20 +39,17 @@ def scrape(registry: CollectorRegistry) -> Scrape:
     return registry_samples(registry)
 
 
-sample = exact
-
-
 def counts(registry: CollectorRegistry, cache: str) -> dict[str, float | None]:
     got = scrape(registry)
-    shared = sample(got, SHARED_ENTRIES, cache=cache)
+    shared = value(got, SHARED_ENTRIES, cache=cache)
     return {
-        "hit": sample(got, GETS, cache=cache, result="hit"),
-        "miss": sample(got, GETS, cache=cache, result="miss"),
-        "puts": sample(got, PUTS, cache=cache),
-        "size": sample(got, EVICTIONS, cache=cache, reason="size"),
-        "ttl": sample(got, EVICTIONS, cache=cache, reason="ttl"),
-        "manual": sample(got, EVICTIONS, cache=cache, reason="manual"),
-        "entries": sample(got, ENTRIES, cache=cache) if shared is None else shared,
+        "hit": value(got, GETS, cache=cache, result="hit"),
+        "miss": value(got, GETS, cache=cache, result="miss"),
+        "puts": value(got, PUTS, cache=cache),
+        "size": value(got, EVICTIONS, cache=cache, reason="size"),
+        "ttl": value(got, EVICTIONS, cache=cache, reason="ttl"),
+        "manual": value(got, EVICTIONS, cache=cache, reason="manual"),
+        "entries": value(got, ENTRIES, cache=cache) if shared is None else shared,
     }
 
 
@@ -85,10 +82,10 @@ def test_sync_decorator_counts_hits_misses_puts_and_miss_cost() -> None:
         "hit": 2, "miss": 3, "puts": 3, "size": None, "ttl": None, "manual": None, "entries": 3,
     }  # fmt: skip
     got = scrape(reg)
-    assert sample(got, f"{LOAD}_count", cache="embeddings") == 3
-    assert sample(got, f"{LOAD}_bucket", le="0.25", cache="embeddings") == 0
-    assert sample(got, f"{LOAD}_bucket", le="0.5", cache="embeddings") == 3
-    assert sample(got, f"{LOAD}_sum", cache="embeddings") == pytest.approx(0.9)
+    assert value(got, f"{LOAD}_count", cache="embeddings") == 3
+    assert value(got, f"{LOAD}_bucket", le="0.25", cache="embeddings") == 0
+    assert value(got, f"{LOAD}_bucket", le="0.5", cache="embeddings") == 3
+    assert value(got, f"{LOAD}_sum", cache="embeddings") == pytest.approx(0.9)
 
 
 def test_async_decorator_and_none_values() -> None:
@@ -203,7 +200,7 @@ def test_loader_failures_propagate_and_are_not_cached() -> None:
     assert f(1) == 1
     c = counts(reg, "flaky")
     assert (c["hit"], c["miss"], c["puts"], c["entries"]) == (1, 2, 1, 1)
-    assert sample(scrape(reg), f"{LOAD}_count", cache="flaky") == 2
+    assert value(scrape(reg), f"{LOAD}_count", cache="flaky") == 2
 
 
 def test_unhashable_arguments_run_uncached() -> None:
@@ -224,10 +221,10 @@ def test_unhashable_arguments_run_uncached() -> None:
     assert total2([1, 2]) == 3
     assert total2([1, 2]) == 3
     got = scrape(reg)
-    assert sample(got, GETS, cache="lists", result="miss") == 2
-    assert sample(got, PUTS, cache="lists") is None
-    assert sample(got, ERRORS, component="ai.cache.backend") == 2
-    assert sample(got, GETS, cache="keyed", result="hit") == 1
+    assert value(got, GETS, cache="lists", result="miss") == 2
+    assert value(got, PUTS, cache="lists") is None
+    assert value(got, ERRORS, component="ai.cache.backend") == 2
+    assert value(got, GETS, cache="keyed", result="hit") == 1
 
 
 def test_adapter_counts_an_existing_cache() -> None:
@@ -258,15 +255,15 @@ def test_adapter_counts_an_existing_cache() -> None:
         "hit": 7, "miss": 2, "puts": 2, "size": None, "ttl": None, "manual": 2, "entries": 0,
     }  # fmt: skip
     got = scrape(reg)
-    assert sample(got, f"{LOAD}_bucket", le="1.0", cache="legacy") == 0
-    assert sample(got, f"{LOAD}_bucket", le="2.5", cache="legacy") == 2
+    assert value(got, f"{LOAD}_bucket", le="1.0", cache="legacy") == 0
+    assert value(got, f"{LOAD}_bucket", le="2.5", cache="legacy") == 2
 
     # Two caches sharing a name add up rather than overwrite each other's size.
     a, b = CacheMetrics("shared", reg), CacheMetrics("shared", reg)
     a.set_size(3)
     b.set_size(4)
     a.set_size(1)
-    assert sample(scrape(reg), ENTRIES, cache="shared") == 5
+    assert value(scrape(reg), ENTRIES, cache="shared") == 5
 
 
 def test_cache_names_are_bounded() -> None:
@@ -278,9 +275,9 @@ def test_cache_names_are_bounded() -> None:
     third.hit()
     third.set_size(2)
     got = scrape(reg)
-    assert sample(got, GETS, cache="one", result="hit") == 1
-    assert sample(got, GETS, cache=OTHER, result="hit") == 1
-    assert sample(got, ENTRIES, cache=OTHER) == 2
+    assert value(got, GETS, cache="one", result="hit") == 1
+    assert value(got, GETS, cache=OTHER, result="hit") == 1
+    assert value(got, ENTRIES, cache=OTHER) == 2
     with pytest.raises(ValueError, match="bounded differently"):
         CacheMetrics("four", reg, allowed_caches=["one"])
 

@@ -16,7 +16,7 @@ from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.counter import CounterChild
 from inferwatch.metrics.gauge import GaugeChild
 from inferwatch.metrics.histogram import HistogramChild
-from tests.support import Exact, exact, registry_samples
+from tests.support import Exact, registry_samples, value
 
 Scrape = Exact
 REQUESTS = "inferwatch_inference_requests_total"
@@ -32,9 +32,6 @@ ERRORS = "inferwatch_instrumentation_errors_total"
 
 def scrape(registry: CollectorRegistry) -> Scrape:
     return registry_samples(registry)
-
-
-sample = exact
 
 
 class FakeClock:
@@ -63,8 +60,8 @@ def test_request_with_stages_first_chunk_and_output() -> None:
     with infer.request("musicgen-small") as req:
         assert current_request() is req
         with req.queued("high"):
-            assert sample(scrape(reg), QUEUE, priority="high") == 1
-            assert sample(scrape(reg), IN_FLIGHT, model="musicgen-small") == 1
+            assert value(scrape(reg), QUEUE, priority="high") == 1
+            assert value(scrape(reg), IN_FLIGHT, model="musicgen-small") == 1
             clock.advance(0.3)
         with req.stage("preprocess"):
             clock.advance(0.02)
@@ -81,11 +78,11 @@ def test_request_with_stages_first_chunk_and_output() -> None:
     got = scrape(reg)
     m = {"model": "musicgen-small"}
     ok = {**m, "outcome": "success"}
-    assert sample(got, REQUESTS, **ok) == 1
-    assert sample(got, f"{DURATION}_count", **ok) == 1
-    assert sample(got, f"{DURATION}_sum", **ok) == pytest.approx(1.82)
-    assert sample(got, f"{DURATION}_bucket", le="1.0", **ok) == 0
-    assert sample(got, f"{DURATION}_bucket", le="2.0", **ok) == 1
+    assert value(got, REQUESTS, **ok) == 1
+    assert value(got, f"{DURATION}_count", **ok) == 1
+    assert value(got, f"{DURATION}_sum", **ok) == pytest.approx(1.82)
+    assert value(got, f"{DURATION}_bucket", le="1.0", **ok) == 0
+    assert value(got, f"{DURATION}_bucket", le="2.0", **ok) == 1
     stage_bounds = {
         "queue": "0.5",
         "preprocess": "0.025",
@@ -93,18 +90,18 @@ def test_request_with_stages_first_chunk_and_output() -> None:
         "postprocess": "0.005",
     }
     for stage, le in stage_bounds.items():
-        assert sample(got, f"{STAGE}_count", stage=stage, **m) == 1, stage
-        assert sample(got, f"{STAGE}_bucket", le=le, stage=stage, **m) == 1, stage
-    assert sample(got, f"{STAGE}_bucket", le="0.2", stage="queue", **m) == 0
-    assert sample(got, f"{STAGE}_sum", stage="inference", **m) == pytest.approx(1.5)
-    assert sample(got, f"{FIRST_CHUNK}_count", **m) == 1
-    assert sample(got, f"{FIRST_CHUNK}_sum", **m) == pytest.approx(1.02)
-    assert sample(got, f"{FIRST_CHUNK}_bucket", le="1.0", **m) == 0
-    assert sample(got, f"{FIRST_CHUNK}_bucket", le="1.5", **m) == 1
-    assert sample(got, OUTPUT, unit="tokens", **m) == 15
-    assert sample(got, OUTPUT, unit="audio_seconds", **m) == pytest.approx(3.2)
-    assert sample(got, IN_FLIGHT, **m) == 0
-    assert sample(got, QUEUE, priority="high") == 0
+        assert value(got, f"{STAGE}_count", stage=stage, **m) == 1, stage
+        assert value(got, f"{STAGE}_bucket", le=le, stage=stage, **m) == 1, stage
+    assert value(got, f"{STAGE}_bucket", le="0.2", stage="queue", **m) == 0
+    assert value(got, f"{STAGE}_sum", stage="inference", **m) == pytest.approx(1.5)
+    assert value(got, f"{FIRST_CHUNK}_count", **m) == 1
+    assert value(got, f"{FIRST_CHUNK}_sum", **m) == pytest.approx(1.02)
+    assert value(got, f"{FIRST_CHUNK}_bucket", le="1.0", **m) == 0
+    assert value(got, f"{FIRST_CHUNK}_bucket", le="1.5", **m) == 1
+    assert value(got, OUTPUT, unit="tokens", **m) == 15
+    assert value(got, OUTPUT, unit="audio_seconds", **m) == pytest.approx(3.2)
+    assert value(got, IN_FLIGHT, **m) == 0
+    assert value(got, QUEUE, priority="high") == 0
 
 
 class OutOfMemoryError(RuntimeError):
@@ -137,8 +134,8 @@ def test_exceptions_map_to_outcomes_and_propagate(error: BaseException, outcome:
         raise error
     assert raised.value is error
     got = scrape(reg)
-    assert sample(got, REQUESTS, model="bark", outcome=outcome) == 1
-    assert sample(got, f"{DURATION}_count", model="bark", outcome=outcome) == 1
+    assert value(got, REQUESTS, model="bark", outcome=outcome) == 1
+    assert value(got, f"{DURATION}_count", model="bark", outcome=outcome) == 1
     assert sum(v for (n, _), v in got.items() if n == REQUESTS) == 1
 
 
@@ -161,11 +158,11 @@ def test_outcome_hooks() -> None:
     with hooked.request("b") as req:
         req.set_outcome("client_error")  # answered with an error without raising
     got = scrape(reg)
-    assert sample(got, REQUESTS, model="a", outcome="rejected") == 1
-    assert sample(got, REQUESTS, model="a", outcome="client_error") == 1
-    assert sample(got, REQUESTS, model="a", outcome="server_error") == 1
-    assert sample(got, REQUESTS, model="b", outcome="client_error") == 2
-    assert sample(got, REQUESTS, model="b", outcome="server_error") == 2
+    assert value(got, REQUESTS, model="a", outcome="rejected") == 1
+    assert value(got, REQUESTS, model="a", outcome="client_error") == 1
+    assert value(got, REQUESTS, model="a", outcome="server_error") == 1
+    assert value(got, REQUESTS, model="b", outcome="client_error") == 2
+    assert value(got, REQUESTS, model="b", outcome="server_error") == 2
     with pytest.raises(ValueError, match="unknown outcomes"):
         InferenceMetrics(reg, outcomes={QueueFull: "full"})
 
@@ -186,18 +183,18 @@ def test_async_request_cancelled_in_a_stage() -> None:
         started = asyncio.Event()
         task = asyncio.create_task(handler(started))
         await started.wait()
-        assert sample(scrape(reg), IN_FLIGHT, model="bark") == 1
+        assert value(scrape(reg), IN_FLIGHT, model="bark") == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(main())
     got = scrape(reg)
-    assert sample(got, REQUESTS, model="bark", outcome="cancelled") == 1
-    assert sample(got, CANCELLATIONS, model="bark", stage="inference") == 1
-    assert sample(got, f"{STAGE}_count", model="bark", stage="inference") == 1
-    assert sample(got, IN_FLIGHT, model="bark") == 0
-    assert sample(got, QUEUE, priority="default") == 0
+    assert value(got, REQUESTS, model="bark", outcome="cancelled") == 1
+    assert value(got, CANCELLATIONS, model="bark", stage="inference") == 1
+    assert value(got, f"{STAGE}_count", model="bark", stage="inference") == 1
+    assert value(got, IN_FLIGHT, model="bark") == 0
+    assert value(got, QUEUE, priority="default") == 0
 
 
 def test_decorators_for_functions_and_streams() -> None:
@@ -244,19 +241,19 @@ def test_decorators_for_functions_and_streams() -> None:
 
     assert asyncio.run(consume()) == [0, 1, 2, 3]
     got = scrape(reg)
-    assert sample(got, REQUESTS, model="tts", outcome="success") == 2
-    assert sample(got, f"{STAGE}_sum", model="tts", stage="inference") == pytest.approx(0.1)
-    assert sample(got, OUTPUT, model="tts", unit="characters") == 3
-    assert sample(got, REQUESTS, model="music", outcome="success") == 2
-    assert sample(got, REQUESTS, model="music", outcome="cancelled") == 1
-    assert sample(got, CANCELLATIONS, model="music", stage="none") == 1
-    assert sample(got, f"{FIRST_CHUNK}_count", model="music") == 3
-    assert sample(got, f"{FIRST_CHUNK}_sum", model="music") == pytest.approx(0.2 + 0.2 + 0.05)
+    assert value(got, REQUESTS, model="tts", outcome="success") == 2
+    assert value(got, f"{STAGE}_sum", model="tts", stage="inference") == pytest.approx(0.1)
+    assert value(got, OUTPUT, model="tts", unit="characters") == 3
+    assert value(got, REQUESTS, model="music", outcome="success") == 2
+    assert value(got, REQUESTS, model="music", outcome="cancelled") == 1
+    assert value(got, CANCELLATIONS, model="music", stage="none") == 1
+    assert value(got, f"{FIRST_CHUNK}_count", model="music") == 3
+    assert value(got, f"{FIRST_CHUNK}_sum", model="music") == pytest.approx(0.2 + 0.2 + 0.05)
     # Full stream: 0.2 s to the first chunk, then 1 s after each of 3 chunks.
-    assert sample(got, f"{DURATION}_sum", model="music", outcome="success") == pytest.approx(
+    assert value(got, f"{DURATION}_sum", model="music", outcome="success") == pytest.approx(
         3.2 + 0.2
     )
-    assert sample(got, IN_FLIGHT, model="music") == 0
+    assert value(got, IN_FLIGHT, model="music") == 0
 
 
 def test_queue_depth_batches_and_rejections() -> None:
@@ -267,29 +264,29 @@ def test_queue_depth_batches_and_rejections() -> None:
     high.inc(3)
     high.dec()
     with infer.queue_depth("low"):
-        assert sample(scrape(reg), QUEUE, priority="low") == 1
+        assert value(scrape(reg), QUEUE, priority="low") == 1
     infer.queue_depth("batch").set(7)
     infer.batch("bark", size=8, wait_seconds=0.012)
     infer.batch("bark", size=3)
     infer.rejected("bark")
     infer.rejected("bark", 2)
     got = scrape(reg)
-    assert sample(got, QUEUE, priority="high") == 3
-    assert sample(got, QUEUE, priority="low") == 0
-    assert sample(got, QUEUE, priority="batch") == 7
+    assert value(got, QUEUE, priority="high") == 3
+    assert value(got, QUEUE, priority="low") == 0
+    assert value(got, QUEUE, priority="batch") == 7
     size = "inferwatch_batch_requests"
-    assert [sample(got, f"{size}_bucket", le=le, model="bark") for le in ("2.0", "4.0", "8.0")] == [
+    assert [value(got, f"{size}_bucket", le=le, model="bark") for le in ("2.0", "4.0", "8.0")] == [
         0,
         1,
         2,
     ]
-    assert sample(got, f"{size}_sum", model="bark") == 11
+    assert value(got, f"{size}_sum", model="bark") == 11
     wait = "inferwatch_batch_wait_seconds"
-    assert sample(got, f"{wait}_count", model="bark") == 1
-    assert sample(got, f"{wait}_bucket", le="0.01", model="bark") == 0
-    assert sample(got, f"{wait}_bucket", le="0.025", model="bark") == 1
-    assert sample(got, REQUESTS, model="bark", outcome="rejected") == 3
-    assert sample(got, f"{DURATION}_count", model="bark", outcome="rejected") is None
+    assert value(got, f"{wait}_count", model="bark") == 1
+    assert value(got, f"{wait}_bucket", le="0.01", model="bark") == 0
+    assert value(got, f"{wait}_bucket", le="0.025", model="bark") == 1
+    assert value(got, REQUESTS, model="bark", outcome="rejected") == 3
+    assert value(got, f"{DURATION}_count", model="bark", outcome="rejected") is None
 
 
 def test_concurrent_requests_are_exact() -> None:
@@ -323,12 +320,12 @@ def test_concurrent_requests_are_exact() -> None:
     got = scrape(reg)
     each = threads * per_thread / 2 + 200
     for model in ("m0", "m1"):
-        assert sample(got, REQUESTS, model=model, outcome="success") == each
-        assert sample(got, f"{DURATION}_count", model=model, outcome="success") == each
-        assert sample(got, f"{STAGE}_count", model=model, stage="queue") == each - 200
-        assert sample(got, OUTPUT, model=model, unit="frames") == (each - 200) + 2 * 200
-        assert sample(got, IN_FLIGHT, model=model) == 0
-    assert sample(got, QUEUE, priority="p") == 0
+        assert value(got, REQUESTS, model=model, outcome="success") == each
+        assert value(got, f"{DURATION}_count", model=model, outcome="success") == each
+        assert value(got, f"{STAGE}_count", model=model, stage="queue") == each - 200
+        assert value(got, OUTPUT, model=model, unit="frames") == (each - 200) + 2 * 200
+        assert value(got, IN_FLIGHT, model=model) == 0
+    assert value(got, QUEUE, priority="p") == 0
 
 
 def test_broken_histograms_are_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -354,11 +351,11 @@ def test_broken_histograms_are_counted_not_raised(monkeypatch: pytest.MonkeyPatc
     assert raised.value is error
     got = scrape(reg)
     # Counters still counted: the request counter is incremented before the histogram.
-    assert sample(got, REQUESTS, model="bark", outcome="success") == 3
-    assert sample(got, ERRORS, component="ai.inference.request") == 4
-    assert sample(got, ERRORS, component="ai.inference.stage") == 1
-    assert sample(got, ERRORS, component="ai.inference.first_chunk") == 1
-    assert sample(got, IN_FLIGHT, model="bark") == 0
+    assert value(got, REQUESTS, model="bark", outcome="success") == 3
+    assert value(got, ERRORS, component="ai.inference.request") == 4
+    assert value(got, ERRORS, component="ai.inference.stage") == 1
+    assert value(got, ERRORS, component="ai.inference.first_chunk") == 1
+    assert value(got, IN_FLIGHT, model="bark") == 0
 
 
 def test_everything_broken_still_leaves_user_code_alone(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -411,12 +408,12 @@ def test_children_resolved_once_per_label_whatever_the_spelling_and_bounded() ->
     got = scrape(reg)
     ok = {"outcome": "success"}
     # One child per label: an enum member is its characters; 1 and True are not "1".
-    assert sample(got, REQUESTS, model="bark", **ok) == 2
-    assert sample(got, REQUESTS, model="musicgen", **ok) == 1
-    assert sample(got, REQUESTS, model="1", **ok) == 1
-    assert sample(got, REQUESTS, model="_OTHER", **ok) == 301  # True and the 300 past the cap
-    assert sample(got, OUTPUT, model="_OTHER", unit="tokens") == 2 * 301
-    assert sample(got, f"{STAGE}_count", model="_OTHER", stage="inference") == 301
+    assert value(got, REQUESTS, model="bark", **ok) == 2
+    assert value(got, REQUESTS, model="musicgen", **ok) == 1
+    assert value(got, REQUESTS, model="1", **ok) == 1
+    assert value(got, REQUESTS, model="_OTHER", **ok) == 301  # True and the 300 past the cap
+    assert value(got, OUTPUT, model="_OTHER", unit="tokens") == 2 * 301
+    assert value(got, f"{STAGE}_count", model="_OTHER", stage="inference") == 301
     # The children kept are bounded by the labels, not by the names callers pass, and they
     # are the registry's: a second facade shares them.
     assert sorted(infer._models._entries) == ["1", "_OTHER", "bark", "musicgen"]

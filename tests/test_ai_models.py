@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferwatch.ai import OTHER, InferenceMetrics, ModelMetrics
 from inferwatch.http.instruments import http_metrics
 from inferwatch.metrics.histogram import HistogramChild
-from tests.support import Exact, exact, registry_samples
+from tests.support import Exact, registry_samples, value
 
 Scrape = Exact
 LOAD = "inferwatch_model_load_duration_seconds"
@@ -32,9 +32,6 @@ ERRORS = "inferwatch_instrumentation_errors_total"
 
 def scrape(registry: CollectorRegistry) -> Scrape:
     return registry_samples(registry)
-
-
-sample = exact
 
 
 def names(got: Scrape, prefix: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
@@ -69,19 +66,19 @@ def test_successful_load_records_duration_phases_loaded_and_timestamp() -> None:
     after = time.time()
     got = scrape(reg)
     ok = {"model": "musicgen-small", "outcome": "success"}
-    assert sample(got, f"{LOAD}_bucket", le="10.0", **ok) == 0
-    assert sample(got, f"{LOAD}_bucket", le="15.0", **ok) == 1
-    assert sample(got, f"{LOAD}_count", **ok) == 1
-    assert sample(got, f"{LOAD}_sum", **ok) == pytest.approx(12.5)
+    assert value(got, f"{LOAD}_bucket", le="10.0", **ok) == 0
+    assert value(got, f"{LOAD}_bucket", le="15.0", **ok) == 1
+    assert value(got, f"{LOAD}_count", **ok) == 1
+    assert value(got, f"{LOAD}_sum", **ok) == pytest.approx(12.5)
     download = {"model": "musicgen-small", "phase": "download"}
     to_device = {"model": "musicgen-small", "phase": "to_device"}
-    assert sample(got, f"{PHASE}_bucket", le="10.0", **download) == 0
-    assert sample(got, f"{PHASE}_bucket", le="15.0", **download) == 1
-    assert sample(got, f"{PHASE}_bucket", le="0.25", **to_device) == 0
-    assert sample(got, f"{PHASE}_bucket", le="0.5", **to_device) == 1
-    assert sample(got, f"{PHASE}_sum", **to_device) == pytest.approx(0.3)
-    assert sample(got, LOADED, model="musicgen-small", version="1.0", device="cuda:0") == 1
-    stamp = sample(got, LAST_LOAD, model="musicgen-small")
+    assert value(got, f"{PHASE}_bucket", le="10.0", **download) == 0
+    assert value(got, f"{PHASE}_bucket", le="15.0", **download) == 1
+    assert value(got, f"{PHASE}_bucket", le="0.25", **to_device) == 0
+    assert value(got, f"{PHASE}_bucket", le="0.5", **to_device) == 1
+    assert value(got, f"{PHASE}_sum", **to_device) == pytest.approx(0.3)
+    assert value(got, LOADED, model="musicgen-small", version="1.0", device="cuda:0") == 1
+    stamp = value(got, LAST_LOAD, model="musicgen-small")
     assert stamp is not None and before <= stamp <= after
     assert not names(got, FAILURES) and not names(got, UNLOADS)
 
@@ -107,10 +104,10 @@ def test_failed_load_counts_failure_in_its_phase_and_reraises(
             raise error
     assert raised.value is error
     got = scrape(reg)
-    assert sample(got, FAILURES, model="bark", phase="to_device", reason=reason) == 1
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="failure") == 1
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="success") is None
-    assert sample(got, f"{PHASE}_count", model="bark", phase="to_device") == 1
+    assert value(got, FAILURES, model="bark", phase="to_device", reason=reason) == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="failure") == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="success") is None
+    assert value(got, f"{PHASE}_count", model="bark", phase="to_device") == 1
     assert not names(got, LOADED) and not names(got, LAST_LOAD)
 
 
@@ -127,9 +124,9 @@ def test_failure_outside_any_phase_and_cancelled_load() -> None:
     with pytest.raises(asyncio.CancelledError):
         asyncio.run(cancelled_load())
     got = scrape(reg)
-    assert sample(got, FAILURES, model="bark", phase="none", reason="error") == 1
-    assert sample(got, FAILURES, model="bark", phase="warmup", reason="cancelled") == 1
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="failure") == 2
+    assert value(got, FAILURES, model="bark", phase="none", reason="error") == 1
+    assert value(got, FAILURES, model="bark", phase="warmup", reason="cancelled") == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="failure") == 2
 
 
 def test_decorator_and_async_forms() -> None:
@@ -162,12 +159,12 @@ def test_decorator_and_async_forms() -> None:
     with pytest.raises(RuntimeError, match="no weights"):
         load_broken()
     got = scrape(reg)
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="success") == 3
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="failure") == 1
-    assert sample(got, FAILURES, model="bark", phase="none", reason="error") == 1
-    assert sample(got, f"{PHASE}_count", model="bark", phase="deserialize") == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="success") == 3
+    assert value(got, f"{LOAD}_count", model="bark", outcome="failure") == 1
+    assert value(got, FAILURES, model="bark", phase="none", reason="error") == 1
+    assert value(got, f"{PHASE}_count", model="bark", phase="deserialize") == 1
     # Loading what is already loaded keeps one copy.
-    assert sample(got, LOADED, model="bark", version="2", device="cpu") == 1
+    assert value(got, LOADED, model="bark", version="2", device="cpu") == 1
 
 
 def test_unload_by_device_and_version_replacement() -> None:
@@ -178,22 +175,22 @@ def test_unload_by_device_and_version_replacement() -> None:
             pass
     models.unloaded("bark", reason="lru", device="cuda:0")
     got = scrape(reg)
-    assert sample(got, LOADED, model="bark", version="1", device="cuda:0") is None
-    assert sample(got, LOADED, model="bark", version="1", device="cuda:1") == 1
-    assert sample(got, UNLOADS, model="bark", reason="lru") == 1
+    assert value(got, LOADED, model="bark", version="1", device="cuda:0") is None
+    assert value(got, LOADED, model="bark", version="1", device="cuda:1") == 1
+    assert value(got, UNLOADS, model="bark", reason="lru") == 1
 
     with models.loading("bark", version="2", device="cuda:1"):  # replaces version 1 there
         pass
     got = scrape(reg)
-    assert sample(got, LOADED, model="bark", version="1", device="cuda:1") is None
-    assert sample(got, LOADED, model="bark", version="2", device="cuda:1") == 1
+    assert value(got, LOADED, model="bark", version="1", device="cuda:1") is None
+    assert value(got, LOADED, model="bark", version="2", device="cuda:1") == 1
 
     models.unloaded("bark", reason="oom")  # every device
     models.unloaded("never-loaded", reason="idle")  # counted, and nothing goes negative
     got = scrape(reg)
     assert not names(got, LOADED)
-    assert sample(got, UNLOADS, model="bark", reason="oom") == 1
-    assert sample(got, UNLOADS, model="never-loaded", reason="idle") == 1
+    assert value(got, UNLOADS, model="bark", reason="oom") == 1
+    assert value(got, UNLOADS, model="never-loaded", reason="idle") == 1
 
 
 def test_model_cap_folds_later_models_into_other_on_every_metric() -> None:
@@ -207,23 +204,23 @@ def test_model_cap_folds_later_models_into_other_on_every_metric() -> None:
         with infer.request(name):
             pass
     got = scrape(reg)
-    assert sample(got, f"{LOAD}_count", model="a", outcome="success") == 1
-    assert sample(got, f"{LOAD}_count", model="b", outcome="success") == 1
-    assert sample(got, f"{LOAD}_count", model=OTHER, outcome="success") == 2
-    assert sample(got, LOADED, model=OTHER, version="1", device="cpu") == 2
-    assert sample(got, LAST_LOAD, model="c") is None
-    assert sample(got, LAST_LOAD, model=OTHER) is not None
+    assert value(got, f"{LOAD}_count", model="a", outcome="success") == 1
+    assert value(got, f"{LOAD}_count", model="b", outcome="success") == 1
+    assert value(got, f"{LOAD}_count", model=OTHER, outcome="success") == 2
+    assert value(got, LOADED, model=OTHER, version="1", device="cpu") == 2
+    assert value(got, LAST_LOAD, model="c") is None
+    assert value(got, LAST_LOAD, model=OTHER) is not None
     requests = "inferwatch_inference_requests_total"
-    assert sample(got, requests, model="a", outcome="success") == 1
-    assert sample(got, requests, model=OTHER, outcome="success") == 1
+    assert value(got, requests, model="a", outcome="success") == 1
+    assert value(got, requests, model=OTHER, outcome="success") == 1
     assert {dict(k[1])["model"] for k in names(got, "inferwatch_")} == {"a", "b", OTHER}
 
     models.unloaded("c", reason="manual")
-    assert sample(scrape(reg), LOADED, model=OTHER, version="1", device="cpu") == 1
+    assert value(scrape(reg), LOADED, model=OTHER, version="1", device="cpu") == 1
     models.unloaded("d", reason="manual")
     got = scrape(reg)
-    assert sample(got, LOADED, model=OTHER, version="1", device="cpu") is None
-    assert sample(got, UNLOADS, model=OTHER, reason="manual") == 2
+    assert value(got, LOADED, model=OTHER, version="1", device="cpu") is None
+    assert value(got, UNLOADS, model=OTHER, reason="manual") == 2
 
 
 def test_allow_list_and_conflicting_bounds() -> None:
@@ -234,8 +231,8 @@ def test_allow_list_and_conflicting_bounds() -> None:
     with models.loading("some-user-upload"):
         pass
     got = scrape(reg)
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="success") == 1
-    assert sample(got, f"{LOAD}_count", model=OTHER, outcome="success") == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="success") == 1
+    assert value(got, f"{LOAD}_count", model=OTHER, outcome="success") == 1
     ModelMetrics(reg, allowed_models=["musicgen-small", "bark"])  # the same bound: fine
     with pytest.raises(ValueError, match="bounded differently"):
         InferenceMetrics(reg, max_models=5)
@@ -248,7 +245,7 @@ def test_allow_list_and_conflicting_bounds() -> None:
         with infer.request(name):
             pass
     got = scrape(reg2)
-    assert sample(got, "inferwatch_inference_requests_total", model=OTHER, outcome="success") == 1
+    assert value(got, "inferwatch_inference_requests_total", model=OTHER, outcome="success") == 1
     with pytest.raises(ValueError, match="not both"):
         ModelMetrics(CollectorRegistry(), allowed_models=["a"], max_models=3)
 
@@ -260,7 +257,7 @@ def test_metrics_are_created_once_per_registry() -> None:
         pass
     with second.loading("bark"):
         pass
-    assert sample(scrape(reg), f"{LOAD}_count", model="bark", outcome="success") == 2
+    assert value(scrape(reg), f"{LOAD}_count", model="bark", outcome="success") == 2
     with pytest.raises(ValueError, match="other buckets"):
         ModelMetrics(reg, load_buckets=[1, 2])
     ModelMetrics(None)  # unregistered: never conflicts
@@ -288,8 +285,8 @@ def test_broken_metrics_never_break_the_load(monkeypatch: pytest.MonkeyPatch) ->
         raise error
     assert raised.value is error
     got = scrape(reg)
-    assert sample(got, ERRORS, component="ai.models.load") == 2
-    assert sample(got, ERRORS, component="ai.models.phase") == 1
+    assert value(got, ERRORS, component="ai.models.load") == 2
+    assert value(got, ERRORS, component="ai.models.phase") == 1
 
 
 def test_errors_are_logged_once_without_the_error_counter(
@@ -322,9 +319,9 @@ def test_concurrent_loads_are_exact() -> None:
     for t in workers:
         t.join()
     got = scrape(reg)
-    loads = [sample(got, f"{LOAD}_count", model=f"m{k}", outcome="success") for k in range(4)]
+    loads = [value(got, f"{LOAD}_count", model=f"m{k}", outcome="success") for k in range(4)]
     assert loads == [threads * per_thread / 4] * 4
-    assert sum(sample(got, UNLOADS, model=f"m{k}", reason="idle") or 0 for k in range(4)) == (
+    assert sum(value(got, UNLOADS, model=f"m{k}", reason="idle") or 0 for k in range(4)) == (
         threads * per_thread
     )
     assert not names(got, LOADED)
@@ -366,12 +363,12 @@ def test_multiprocess_mode(tmp_path: os.PathLike[str]) -> None:
         for family in text_string_to_metric_families(run.stdout)
         for s in family.samples
     }
-    assert sample(got, f"{LOAD}_count", model="bark", outcome="success") == 1
-    assert sample(got, LOADED, model="bark", version="1", device="cpu") == 1
-    assert sample(got, LOADED, model="musicgen", version="1", device="cpu") == 0
-    assert sample(got, UNLOADS, model="musicgen", reason="lru") == 1
-    assert sample(got, "inferwatch_inference_requests_total", model="bark", outcome="success") == 1
-    assert sample(got, "inferwatch_queue_depth", priority="high") == 0
-    assert sample(got, "inferwatch_inference_output_units_total", model="bark", unit="frames") == 2
-    assert sample(got, "inferwatch_cache_gets_total", cache="emb", result="hit") == 1
-    assert sample(got, "inferwatch_cache_entries", cache="emb") == 1
+    assert value(got, f"{LOAD}_count", model="bark", outcome="success") == 1
+    assert value(got, LOADED, model="bark", version="1", device="cpu") == 1
+    assert value(got, LOADED, model="musicgen", version="1", device="cpu") == 0
+    assert value(got, UNLOADS, model="musicgen", reason="lru") == 1
+    assert value(got, "inferwatch_inference_requests_total", model="bark", outcome="success") == 1
+    assert value(got, "inferwatch_queue_depth", priority="high") == 0
+    assert value(got, "inferwatch_inference_output_units_total", model="bark", unit="frames") == 2
+    assert value(got, "inferwatch_cache_gets_total", cache="emb", result="hit") == 1
+    assert value(got, "inferwatch_cache_entries", cache="emb") == 1

@@ -82,7 +82,8 @@ class Sink:
         assert response.status_code == 200, response.text
         return list(response.json())
 
-    def metric(self, name: str, **labels: str) -> float:
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The sink's own sample, as :func:`tests.support.metrics.value` finds it in a scrape."""
         return scrape(self.url).value(name, **labels)
 
 

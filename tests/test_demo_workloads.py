@@ -48,7 +48,7 @@ def until(server: Server, predicate: Callable[[Metrics], bool], show: str = "") 
     return wait_for_metrics(server.url, predicate, timeout=15.0, show=show)
 
 
-def http_count(m: Metrics, route: str, status: int) -> float:
+def http_count(m: Metrics, route: str, status: int) -> float | None:
     return m.value(COUNT, http_route=route, http_response_status_code=str(status))
 
 

@@ -30,19 +30,9 @@ from inferwatch.exporters.collector import scrape_deadline, timeout_from_header
 from inferwatch.exporters.config import load_file
 from inferwatch.exporters.host import HostCollector, MemoryGrowth
 from inferwatch.exposition import ServerLimits
-from tests.support import free_port, serve, wait_until
+from tests.support import free_port, serve, value, wait_until
 from tests.support.server import LOOPBACK, inferwatch_command
 from tests.support.shared_collector import SharedCollector
-
-
-def sample(families: list[Metric], metric: str, /, **labels: str) -> float | None:
-    found = [
-        s.value
-        for f in families
-        for s in f.samples
-        if s.name == metric and all(s.labels.get(k) == v for k, v in labels.items())
-    ]
-    return found[0] if found else None
 
 
 class Counting:
@@ -71,9 +61,9 @@ def test_runner_keeps_families_yielded_before_an_error() -> None:
     c = Counting()
     c.fail_after_first = True
     m = list(CollectorRunner([c], cache_ttl=0).collect())
-    assert sample(m, "inferwatch_exporter_collector_success", collector="c") == 0
-    assert sample(m, "c_ok") == 1
-    assert sample(m, "c_more") is None
+    assert value(m, "inferwatch_exporter_collector_success", collector="c") == 0
+    assert value(m, "c_ok") == 1
+    assert value(m, "c_more") is None
 
 
 def test_runner_cache_spares_the_backend() -> None:
@@ -97,19 +87,17 @@ def test_runner_bounds_a_hung_collector_without_piling_up_threads() -> None:
         with_threads = threading.active_count()
         for _ in range(4):
             m = list(runner.collect())
-            assert sample(m, "inferwatch_exporter_collector_success", collector="hung") == 0
-            assert sample(m, "inferwatch_exporter_collector_success", collector="fine") == 1
-            assert sample(m, "hung_ok") is None  # nothing stale or partial from a timeout
+            assert value(m, "inferwatch_exporter_collector_success", collector="hung") == 0
+            assert value(m, "inferwatch_exporter_collector_success", collector="fine") == 1
+            assert value(m, "hung_ok") is None  # nothing stale or partial from a timeout
         assert hung.calls == 1
         assert threading.active_count() <= with_threads + 1
-        assert sample(m, "inferwatch_exporter_collector_timeouts_total", collector="hung") == 4
+        assert value(m, "inferwatch_exporter_collector_timeouts_total", collector="hung") == 4
     finally:
         release.set()
     wait_until(
         lambda: (
-            sample(
-                list(runner.collect()), "inferwatch_exporter_collector_success", collector="hung"
-            )
+            value(list(runner.collect()), "inferwatch_exporter_collector_success", collector="hung")
             == 1
         )
     )
@@ -131,7 +119,7 @@ def test_concurrent_scrapes_share_one_run() -> None:
         t.join(5)
     assert c.calls == 1 and len(results) == 5
     assert all(
-        sample(m, "inferwatch_exporter_collector_success", collector="c") == 1 for m in results
+        value(m, "inferwatch_exporter_collector_success", collector="c") == 1 for m in results
     )
 
 
@@ -174,14 +162,14 @@ def test_a_scrape_deadline_shortens_the_runner_timeout_for_that_scrape_only() ->
     try:
         with scrape_deadline(time.monotonic() + 0.2):
             m = list(runner.collect())
-        assert sample(m, "inferwatch_exporter_collector_success", collector="hung") == 0
-        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.2
-        assert sample(m, "inferwatch_exporter_collector_timeouts_total", collector="hung") == 1
-        assert sample(m, "inferwatch_exporter_collector_success", collector="fine") == 1
-        assert sample(m, "fine_ok") is not None and sample(m, "fine_more") == 1
+        assert value(m, "inferwatch_exporter_collector_success", collector="hung") == 0
+        assert value(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.2
+        assert value(m, "inferwatch_exporter_collector_timeouts_total", collector="hung") == 1
+        assert value(m, "inferwatch_exporter_collector_success", collector="fine") == 1
+        assert value(m, "fine_ok") is not None and value(m, "fine_more") == 1
         with scrape_deadline(time.monotonic() - 60):  # already past: no time to wait at all
             m = list(runner.collect())
-        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") == 0
+        assert value(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") == 0
     finally:
         release.set()
 
@@ -198,11 +186,11 @@ def test_the_exporter_answers_within_the_scrapers_timeout() -> None:
         )
         assert response.status_code == 200
         m = list(text_string_to_metric_families(response.text))
-        assert sample(m, "inferwatch_exporter_collector_success", collector="hung") == 0
+        assert value(m, "inferwatch_exporter_collector_success", collector="hung") == 0
         # 1 s less the 0.5 s offset: the collector was given up on by then, not after 30 s
-        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.5
-        assert sample(m, "inferwatch_exporter_collector_success", collector="c") == 1
-        assert sample(m, "c_more") == 1
+        assert value(m, "inferwatch_exporter_collector_duration_seconds", collector="hung") <= 0.5
+        assert value(m, "inferwatch_exporter_collector_success", collector="c") == 1
+        assert value(m, "c_more") == 1
     finally:
         release.set()
         exporter.close()
@@ -237,22 +225,22 @@ def test_host_collector_reports_host_and_process() -> None:
     now = [0.0]
     host = HostCollector(growth_window=600, growth_min_span=60, clock=lambda: now[0])
     m = list(host.collect())
-    assert sample(m, "inferwatch_host_memory_total_bytes") > 0
-    assert sample(m, "inferwatch_host_cpu_seconds_total", mode="idle") > 0
-    assert sample(m, "inferwatch_process_resident_memory_bytes") > 0
-    assert sample(m, "inferwatch_host_cpu_usage_ratio") is None  # needs a previous scrape
-    assert sample(m, "inferwatch_process_resident_memory_growth_bytes_per_second") is None
+    assert value(m, "inferwatch_host_memory_total_bytes") > 0
+    assert value(m, "inferwatch_host_cpu_seconds_total", mode="idle") > 0
+    assert value(m, "inferwatch_process_resident_memory_bytes") > 0
+    assert value(m, "inferwatch_host_cpu_usage_ratio") is None  # needs a previous scrape
+    assert value(m, "inferwatch_process_resident_memory_growth_bytes_per_second") is None
     now[0] = 120.0
     # the ratio needs CPU clock ticks (10 ms) between two scrapes
     m = wait_until(
         lambda: (
             (m := list(host.collect()))
-            and sample(m, "inferwatch_host_cpu_usage_ratio") is not None
+            and value(m, "inferwatch_host_cpu_usage_ratio") is not None
             and m
         )
     )
-    assert 0 <= sample(m, "inferwatch_host_cpu_usage_ratio") <= 1
-    assert sample(m, "inferwatch_process_resident_memory_growth_bytes_per_second") is not None
+    assert 0 <= value(m, "inferwatch_host_cpu_usage_ratio") <= 1
+    assert value(m, "inferwatch_process_resident_memory_growth_bytes_per_second") is not None
     assert not any(s.labels.get("device") == "lo" for f in m for s in f.samples)
 
 
@@ -260,8 +248,8 @@ def test_host_collector_drops_process_series_of_dead_pids() -> None:
     proc = subprocess.Popen(["sleep", "0"])
     proc.wait()
     m = list(HostCollector(pids=[proc.pid]).collect())
-    assert sample(m, "inferwatch_process_resident_memory_bytes") is None
-    assert sample(m, "inferwatch_host_memory_total_bytes") > 0
+    assert value(m, "inferwatch_process_resident_memory_bytes") is None
+    assert value(m, "inferwatch_host_memory_total_bytes") > 0
 
 
 # -- one poller for many workers ------------------------------------------------------------
@@ -277,8 +265,8 @@ def test_shared_collector_polls_from_one_process_only(tmp_path: Path) -> None:
         from_a, from_b = list(a.collect()), list(b.collect())
         assert a.leading and not b.leading
         assert (first.calls, second.calls) == (1, 0)
-        assert sample(from_a, "w_ok") == sample(from_b, "w_ok") == 1
-        assert sample(from_b, "inferwatch_exporter_collector_success", collector="w") == 1
+        assert value(from_a, "w_ok") == value(from_b, "w_ok") == 1
+        assert value(from_b, "inferwatch_exporter_collector_success", collector="w") == 1
         a.close()  # the poller exits: the next scrape elsewhere takes over
         list(b.collect())
         assert b.leading and second.calls == 1
@@ -408,9 +396,9 @@ def test_exporter_command_end_to_end(tmp_path: Path) -> None:
     with serve(command, port=port, log_path=tmp_path / "exporter.log", ready_path="/") as server:
         body = httpx.get(f"{server.url}/metrics", timeout=10).text
         m = list(text_string_to_metric_families(body))
-        assert sample(m, "inferwatch_exporter_collector_success", collector="host") == 1
-        assert sample(m, "inferwatch_exporter_collector_duration_seconds", collector="gpu") < 2
-        if sample(m, "inferwatch_exporter_collector_success", collector="gpu") == 0:
+        assert value(m, "inferwatch_exporter_collector_success", collector="host") == 1
+        assert value(m, "inferwatch_exporter_collector_duration_seconds", collector="gpu") < 2
+        if value(m, "inferwatch_exporter_collector_success", collector="gpu") == 0:
             assert not [f for f in m if f.name.startswith("inferwatch_gpu_")]
         assert "cli-s3cret" not in body
         log = server.log()

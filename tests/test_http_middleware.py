@@ -32,7 +32,7 @@ from starlette.websockets import WebSocketDisconnect
 import inferwatch
 from inferwatch.http import middleware as middleware_module
 from tests.apps import http_cases_app as cases_app
-from tests.support import Metrics, Server, exact, free_port, registry_samples, serve, wait_until
+from tests.support import Metrics, Server, free_port, registry_samples, serve, value, wait_until
 from tests.support.promtool import needs_promtool
 from tests.support.server import LOOPBACK
 
@@ -46,10 +46,6 @@ def anyio_backend() -> str:
 
 
 samples = registry_samples
-
-
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return exact(registry_samples(registry), name, **labels)
 
 
 def http_labels(route: str, status: str = "200", method: str = "GET") -> dict[str, str]:
@@ -138,28 +134,26 @@ async def test_route_templates_status_codes_and_sizes(registry: CollectorRegistr
         assert (await c.get("/no/such/path")).status_code == 404
         assert (await c.post("/v1/upload", json={"data": "x" * 1000})).status_code == 200
 
-    assert sample(registry, f"{DURATION}_count", **duration_labels("/v1/jobs/{job_id}")) == 3
+    assert value(registry, f"{DURATION}_count", **duration_labels("/v1/jobs/{job_id}")) == 3
     assert (
-        sample(registry, f"{DURATION}_count", **duration_labels("/api/{version}/items/{item_id}"))
+        value(registry, f"{DURATION}_count", **duration_labels("/api/{version}/items/{item_id}"))
         == 1
     )
-    assert sample(registry, f"{DURATION}_count", **duration_labels("_unmatched", "404")) == 1
+    assert value(registry, f"{DURATION}_count", **duration_labels("_unmatched", "404")) == 1
     # No raw path or id ever becomes a label value.
     values = {v for _, labels in samples(registry) for _, v in labels}
     for raw in ("a1", "b2", "/api/v7", "42", "/no/such/path"):
         assert not any(raw in v for v in values)
     upload = http_labels("/v1/upload", method="POST")
-    body_size = sample(registry, "http_server_request_body_size_bytes_sum", **upload)
+    body_size = value(registry, "http_server_request_body_size_bytes_sum", **upload)
     assert body_size == len('{"data":"' + "x" * 1000 + '"}')
     # 1012 bytes fall in the 1024-byte bucket, not the 256-byte one.
-    assert (
-        sample(registry, "http_server_request_body_size_bytes_bucket", le="1024.0", **upload) == 1
-    )
-    assert sample(registry, "http_server_request_body_size_bytes_bucket", le="256.0", **upload) == 0
-    assert sample(registry, "http_server_response_body_size_bytes_sum", **upload) == len(
+    assert value(registry, "http_server_request_body_size_bytes_bucket", le="1024.0", **upload) == 1
+    assert value(registry, "http_server_request_body_size_bytes_bucket", le="256.0", **upload) == 0
+    assert value(registry, "http_server_response_body_size_bytes_sum", **upload) == len(
         b'{"size":1000}'
     )
-    assert sample(registry, "http_server_active_requests", http_request_method="GET") == 0
+    assert value(registry, "http_server_active_requests", http_request_method="GET") == 0
 
 
 async def test_unknown_methods_collapse_and_excluded_paths_are_silent(registry) -> None:
@@ -170,7 +164,7 @@ async def test_unknown_methods_collapse_and_excluded_paths_are_silent(registry) 
         assert (await c.get("/healthz")).status_code == 200
         assert (await c.get("/metrics")).status_code == 200
     assert (
-        sample(
+        value(
             registry, f"{DURATION}_count", **duration_labels("/v1/jobs/{job_id}", "405", "_OTHER")
         )
         == 2
@@ -186,10 +180,10 @@ async def test_background_tasks_are_timed_separately(registry) -> None:
     async with client(app) as c:
         assert (await c.get("/v1/slow-background")).status_code == 200
     labels = duration_labels("/v1/slow-background")
-    assert sample(registry, f"{DURATION}_count", **labels) == 1
-    assert sample(registry, f"{DURATION}_sum", **labels) < 0.2
+    assert value(registry, f"{DURATION}_count", **labels) == 1
+    assert value(registry, f"{DURATION}_sum", **labels) < 0.2
     route = {"http_request_method": "GET", "http_route": "/v1/slow-background"}
-    assert sample(registry, "http_server_background_duration_seconds_sum", **route) >= 0.3
+    assert value(registry, "http_server_background_duration_seconds_sum", **route) >= 0.3
 
 
 async def test_streaming_time_to_first_byte_and_duration_to_last_chunk(registry) -> None:
@@ -198,9 +192,9 @@ async def test_streaming_time_to_first_byte_and_duration_to_last_chunk(registry)
         response = await c.get("/v1/stream")
         assert response.content == b"x" * 300
     route = {"http_request_method": "GET", "http_route": "/v1/stream"}
-    assert sample(registry, "http_server_time_to_first_byte_seconds_count", **route) == 1
-    ttfb = sample(registry, "http_server_time_to_first_byte_seconds_sum", **route)
-    total = sample(registry, f"{DURATION}_sum", **duration_labels("/v1/stream"))
+    assert value(registry, "http_server_time_to_first_byte_seconds_count", **route) == 1
+    ttfb = value(registry, "http_server_time_to_first_byte_seconds_sum", **route)
+    total = value(registry, f"{DURATION}_sum", **duration_labels("/v1/stream"))
     assert 0.02 <= ttfb < total
     assert total >= 0.06  # three 20 ms chunks: measured to the end of the body
     # Non-streamed routes get no time-to-first-byte series at all.
@@ -214,7 +208,7 @@ async def test_unhandled_exception_counted_by_type(registry) -> None:
         for _ in range(2):
             assert (await c.get("/v1/boom")).status_code == 500
     assert (
-        sample(
+        value(
             registry,
             f"{DURATION}_count",
             **duration_labels("/v1/boom", "500", error_type="LookupError"),
@@ -226,7 +220,7 @@ async def test_unhandled_exception_counted_by_type(registry) -> None:
         "http_route": "/v1/boom",
         "error_type": "LookupError",
     }
-    assert sample(registry, "http_server_exceptions_total", **exceptions) == 2
+    assert value(registry, "http_server_exceptions_total", **exceptions) == 2
 
 
 async def test_a_background_task_failing_fails_no_answered_request(registry) -> None:
@@ -243,14 +237,13 @@ async def test_a_background_task_failing_fails_no_answered_request(registry) -> 
     inferwatch.instrument_app(app, registry=registry)
     async with client(app) as c:
         assert (await c.post("/v1/jobs")).status_code == 200
-    assert sample(registry, f"{DURATION}_count", **duration_labels("/v1/jobs", method="POST")) == 1
+    assert value(registry, f"{DURATION}_count", **duration_labels("/v1/jobs", method="POST")) == 1
     assert {dict(k[1])["error_type"] for k in samples(registry) if k[0] == f"{DURATION}_count"} == {
         ""
     }
     exceptions = {"http_request_method": "POST", "http_route": "/v1/jobs"}
     assert (
-        sample(registry, "http_server_exceptions_total", error_type="LookupError", **exceptions)
-        == 1
+        value(registry, "http_server_exceptions_total", error_type="LookupError", **exceptions) == 1
     )
 
 
@@ -318,22 +311,20 @@ def test_websocket_sessions(registry) -> None:
         assert denied.value.code == 1008
     route = {"http_route": "/v1/ws/{session}"}
     assert (
-        sample(registry, "websocket_server_connection_attempts_total", outcome="accepted", **route)
+        value(registry, "websocket_server_connection_attempts_total", outcome="accepted", **route)
         == 1
     )
     assert (
-        sample(registry, "websocket_server_connection_attempts_total", outcome="rejected", **route)
+        value(registry, "websocket_server_connection_attempts_total", outcome="rejected", **route)
         == 1
     )
     closed = {"close_code": "1000", "closed_by": "server", **route}
-    assert sample(registry, "websocket_server_connections_closed_total", **closed) == 1
-    assert sample(registry, "websocket_server_messages_total", direction="received", **route) == 2
-    assert sample(registry, "websocket_server_messages_total", direction="sent", **route) == 3
-    assert sample(registry, "websocket_server_active_connections", **route) == 0
-    assert (
-        sample(registry, "websocket_server_connection_setup_duration_seconds_count", **route) == 1
-    )
-    assert sample(registry, "websocket_server_session_duration_seconds_count", **route) == 1
+    assert value(registry, "websocket_server_connections_closed_total", **closed) == 1
+    assert value(registry, "websocket_server_messages_total", direction="received", **route) == 2
+    assert value(registry, "websocket_server_messages_total", direction="sent", **route) == 3
+    assert value(registry, "websocket_server_active_connections", **route) == 0
+    assert value(registry, "websocket_server_connection_setup_duration_seconds_count", **route) == 1
+    assert value(registry, "websocket_server_session_duration_seconds_count", **route) == 1
 
 
 def test_close_code_labels_are_bounded() -> None:
@@ -357,7 +348,7 @@ async def test_metrics_failure_never_fails_the_request(registry, monkeypatch, ca
         for _ in range(3):
             response = await c.get("/v1/jobs/1")
             assert response.status_code == 200 and response.json() == {"job": "1"}
-    errors = sample(registry, "inferwatch_instrumentation_errors_total", component="http.record")
+    errors = value(registry, "inferwatch_instrumentation_errors_total", component="http.record")
     assert errors == 3
     assert len([r for r in caplog.records if "instrumentation error" in r.message]) == 1
 
@@ -373,7 +364,7 @@ async def test_instrumenting_twice_and_rebuilding_the_stack(registry) -> None:
     other = build_app(registry)
     async with client(other) as c:
         await c.get("/v1/jobs/3")
-    assert sample(registry, f"{DURATION}_count", **duration_labels("/v1/jobs/{job_id}")) == 3
+    assert value(registry, f"{DURATION}_count", **duration_labels("/v1/jobs/{job_id}")) == 3
 
 
 def test_custom_registry_is_honoured_by_every_metric(registry) -> None:
@@ -528,8 +519,7 @@ def release(server: Server, token: str) -> None:
 
 
 def in_flight(m: Metrics) -> float | None:
-    found = m.samples("http_server_active_requests", http_request_method="GET")
-    return found[0].value if found else None
+    return m.value("http_server_active_requests", http_request_method="GET")
 
 
 def recorded_error_ratio_is(m: Metrics, route: str, permille: int, tmp_path: Path) -> None:
@@ -641,7 +631,7 @@ def test_in_flight_ends_with_the_response_not_the_background_task(cases: Server)
         cases, lambda m: m.value(COUNT, **route, error_type="") == 1, "the response recorded"
     )
     assert in_flight(m) == 0  # the task still runs, yet no response is incomplete
-    assert m.value(background, **route) == 0
+    assert m.value(background, **route) is None  # recorded once the task is over
     release(cases, "bg")
     metrics_when(cases, lambda m: m.value(background, **route) == 1, "the background time")
 

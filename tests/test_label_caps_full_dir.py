@@ -32,7 +32,7 @@ TMPFS_SIZE = "512k"  # two workers' first files (3 x 64 KiB each) and a little g
 BATCHES, PER_BATCH = 50, 100  # 5000 new series: far more than either directory holds
 
 
-def dropped(metrics: Metrics) -> float:
+def dropped(metrics: Metrics) -> float | None:
     return metrics.value(DROPPED, component=DROPPED_WRITES)
 
 

@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from inferwatch.metrics import multiprocess
 from inferwatch.metrics.multiprocess import CompactingCollector, compact
 from inferwatch.metrics.reader import DirectoryReader
-from tests.support import wait_until
+from tests.support import value, wait_until
 from tests.support.multiworker import Workers, exited, multiworker
 
 FAST_BODY_LEN = 2
@@ -52,13 +52,6 @@ def parse(text: str) -> Samples:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    """The sum of the ``name`` samples whose labels include ``labels``; None if there is none."""
-    wanted = set(labels.items())
-    found = [v for (sample, have), v in samples.items() if sample == name and wanted <= have]
-    return sum(found) if found else None
 
 
 def buckets(samples: Samples, name: str, labels: dict[str, str]) -> list[tuple[float, float]]:

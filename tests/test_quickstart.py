@@ -171,7 +171,7 @@ def listening_on(pid: int, port: int) -> bool:
     )
 
 
-def generated(metrics: Metrics) -> float:
+def generated(metrics: Metrics) -> float | None:
     return metrics.value("http_server_request_duration_seconds_count", http_route=ROUTE)
 
 

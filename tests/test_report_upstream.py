@@ -106,7 +106,9 @@ def report(live: Live, start: float, end: float, out: Path) -> int:
 
 
 def delta(before: Metrics, after: Metrics, name: str, **labels: str) -> int:
-    return round(after.value(name, **labels) - before.value(name, **labels))
+    """How much a counter grew over the window. A series first created in the window, or not
+    at all (a peer with no retries), grew from nothing, as the report's increase() counts it."""
+    return round((after.value(name, **labels) or 0) - (before.value(name, **labels) or 0))
 
 
 def test_dependencies_jobs_and_cost_in_the_report(

@@ -62,7 +62,8 @@ def test_an_outage_makes_jobs_partial_opens_the_breakers_and_recovery_closes_the
     assert {j["status"] for j in after[:-1]} <= {"partial"}
     for peer, step in (("llm", "script"), ("tts", "narration")):
         refused = sum(step in str(j["error"]) for j in after)
-        assert m.value(CALLS, peer=peer, outcome="rejected") == refused
+        # A peer whose breaker refused nothing has no rejected series at all.
+        assert m.value(CALLS, peer=peer, outcome="rejected") == (refused or None)
         assert m.value(CALLS, peer=peer, outcome="success") == 1 + len(after) - refused
         transitions = "inferwatch_upstream_circuit_transitions_total"
         assert m.value(transitions, peer=peer, state="closed") == 1

@@ -1,14 +1,21 @@
-"""Scrape /metrics and look samples up by name and labels.
+"""Look samples up by name and labels, in a scrape, a registry or exposition text.
 
-``value(families, "http_server_request_duration_seconds_count", http_route="/x")`` sums the
+``value(source, "http_server_request_duration_seconds_count", http_route="/x")`` sums the
 samples with exactly that sample name (suffix included: ``_count``, ``_sum``, ``_bucket``,
-``_total``) whose labels include the given ones; a series that does not exist counts as 0.
+``_total``) whose labels include the given ones, and is None when there is no such sample:
+an absent series is not a zero, so a misspelled name or label cannot pass for "nothing
+counted yet". A test that means "present and 0" asserts ``== 0``; one that means "never
+created" asserts ``is None``. The source is whatever the test has at hand: a
+:class:`Metrics` scrape, a registry or collector (read through the text format, so the
+assertions see what Prometheus would see), exposition text, parsed families, or the
+``{(name, labels): value}`` mapping of :func:`registry_samples`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Union
 
 import httpx
 from prometheus_client import generate_latest
@@ -21,26 +28,46 @@ from prometheus_client.utils import floatToGoString
 from .polling import wait_until
 
 Families = Iterable[Metric]
+SeriesKey = tuple[str, frozenset[tuple[str, str]]]  # (sample name, exact label set)
+Exact = dict[SeriesKey, float]  # every sample of a scrape
+Source = Union["Metrics", Collector, str, Families, Mapping[SeriesKey, float]]
 
 
-def samples(families: Families, name: str, **labels: str) -> list[Sample]:
+def _samples_of(source: Source) -> Iterable[Sample]:
+    if isinstance(source, Metrics):
+        return (s for family in source.families for s in family.samples)
+    if isinstance(source, str):
+        return (s for family in text_string_to_metric_families(source) for s in family.samples)
+    if isinstance(source, Mapping):
+        return (Sample(name, dict(labels), v) for (name, labels), v in source.items())
+    if hasattr(source, "collect"):  # a registry, or any collector (prometheus_client's or ours)
+        text = generate_latest(source).decode()  # type: ignore[arg-type]
+        return (s for family in text_string_to_metric_families(text) for s in family.samples)
+    return (s for family in source for s in family.samples)
+
+
+def samples(source: Source, name: str, /, **labels: str) -> list[Sample]:
+    """The samples named ``name`` whose labels include ``labels``."""
     wanted = {k: str(v) for k, v in labels.items()}
     return [
         s
-        for family in families
-        for s in family.samples
+        for s in _samples_of(source)
         if s.name == name and all(s.labels.get(k) == v for k, v in wanted.items())
     ]
 
 
-def value(families: Families, name: str, **labels: str) -> float:
-    return sum(s.value for s in samples(families, name, **labels))
+def value(source: Source, name: str, /, **labels: str) -> float | None:
+    """The sum of the samples named ``name`` whose labels include ``labels``; None when there
+    is none (see the module's docstring)."""
+    found = samples(source, name, **labels)
+    return sum(s.value for s in found) if found else None
 
 
-def bucket(families: Families, histogram: str, le: float | str, **labels: str) -> float:
-    """The cumulative count of ``histogram``'s bucket ``le`` (a number or "+Inf")."""
+def bucket(source: Source, histogram: str, le: float | str, /, **labels: str) -> float | None:
+    """The cumulative count of ``histogram``'s bucket ``le`` (a number or "+Inf"); None when
+    that bucket is not exposed."""
     bound = le if isinstance(le, str) else floatToGoString(le)
-    return value(families, f"{histogram}_bucket", le=bound, **labels)
+    return value(source, f"{histogram}_bucket", le=bound, **labels)
 
 
 @dataclass
@@ -53,14 +80,15 @@ class Metrics:
     def __post_init__(self) -> None:
         self.families = list(text_string_to_metric_families(self.text))
 
-    def samples(self, name: str, **labels: str) -> list[Sample]:
-        return samples(self.families, name, **labels)
+    def samples(self, name: str, /, **labels: str) -> list[Sample]:
+        return samples(self, name, **labels)
 
-    def value(self, name: str, **labels: str) -> float:
-        return value(self.families, name, **labels)
+    def value(self, name: str, /, **labels: str) -> float | None:
+        """:func:`value` of this scrape: None for a series it does not hold."""
+        return value(self, name, **labels)
 
-    def bucket(self, histogram: str, le: float | str, **labels: str) -> float:
-        return bucket(self.families, histogram, le, **labels)
+    def bucket(self, histogram: str, le: float | str, /, **labels: str) -> float | None:
+        return bucket(self, histogram, le, **labels)
 
     def label_values(self, name: str, label: str) -> set[str]:
         return {s.labels[label] for s in self.samples(name) if label in s.labels}
@@ -105,20 +133,12 @@ def wait_for_metrics(
 
 
 # -- in-process registries --------------------------------------------------------------------
-Exact = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
 def registry_samples(registry: Collector) -> Exact:
     """Every sample ``registry`` would expose, keyed by (sample name, exact label set), parsed
     back from the text format so the assertions see what Prometheus would see."""
-    text = generate_latest(registry).decode()
+    text = generate_latest(registry).decode()  # type: ignore[arg-type]
     return {
         (s.name, frozenset(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
-
-
-def exact(got: Exact, name: str, **labels: str) -> float | None:
-    """The sample with exactly these labels, or None when that series does not exist."""
-    return got.get((name, frozenset(labels.items())))

@@ -503,7 +503,9 @@ def _installed(bin_dir: Path) -> set[str]:
 
 
 def _check(bin_dir: Path, check: Check, cwd: Path) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "INFERWATCH_"))}
+    # Nothing of this process's settings: no multiprocess directory, no inferwatch options.
+    inherited = ("PYTHON", "INFERWATCH_", "PROMETHEUS_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["MPLBACKEND"] = "Agg"
     source = PRELUDE + textwrap.dedent(check.script)

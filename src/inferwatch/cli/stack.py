@@ -83,6 +83,15 @@ def add_parser(subparsers: Any) -> None:
             metavar="N",
             help=f"with --ha: port of {HA_PORT_HELP[name]}",
         )
+    for kind, what in (("demo", "demo service"), ("exporter", "exporter")):
+        up.add_argument(
+            f"--{kind}s",
+            type=int,
+            default=1,
+            metavar="N",
+            help=f"run N {what} replicas, each its own instance, on consecutive ports from "
+            f"--{kind}-port",
+        )
     up.add_argument(
         "--long-term-retention",
         default="1d",
@@ -210,6 +219,8 @@ def _settings(args: argparse.Namespace) -> Any:
         ha=args.ha,
         ha_ports=HAPorts(**{name: getattr(args, f"{name}_port") for name in HA_PORT_FLAGS}),
         long_term_retention=args.long_term_retention,
+        demos=args.demos,
+        exporters=args.exporters,
         service_targets=tuple(args.service),
         service_job=args.service_job,
         service_token_file=args.service_token_file,

@@ -136,36 +136,51 @@ def components(settings: StackSettings, backends: Sequence[Component] = ()) -> l
         )]),
         *backends,
     ]  # fmt: skip
-    if s.run_demo:
+    demos = s.replica_ports("demo") if s.run_demo else []
+    for index, port in enumerate(demos):
+        url = f"http://{s.host}:{port}"
         parts.append(
             Component(
-                "demo",
-                [*own, "demo", "--host", s.host, "--port", str(s.ports.demo),
+                replica_name("demo", index),
+                [*own, "demo", "--host", s.host, "--port", str(port),
                  "--time-scale", repr(s.demo_time_scale), *_url_files(s)],
-                *_served(s, "demo", "/healthz"),
-                f"{s.url('demo')}/docs",
-                "demo AI service",
+                f"{s.host}:{port}",
+                http_ready(f"{url}/healthz"),
+                f"{url}/docs",
+                "demo AI service" + (f" (replica {index + 1} of {len(demos)})" if index else ""),
             )
         )  # fmt: skip
     collectors = exporter_collectors(s)
-    parts.append(
-        Component(
-            "exporter",
-            [*own, "exporter", "--host", s.host, "--port", str(s.ports.exporter),
-             "--memory-growth-window", repr(s.memory_growth_window),
-             "--collectors", ",".join(collectors), *_url_files(s)],
-            *_served(s, "exporter", "/metrics"),
-            f"{s.url('exporter')}/metrics",
-            f"standalone exporter ({', '.join(collectors)})",
-            watch="demo" if s.run_demo else None,
-        )
-    )  # fmt: skip
+    exporters = s.replica_ports("exporter")
+    for index, port in enumerate(exporters):
+        url = f"http://{s.host}:{port}"
+        # Each exporter watches the demo replica of its rank, where there is one.
+        watch = replica_name("demo", index) if index < len(demos) else None
+        parts.append(
+            Component(
+                replica_name("exporter", index),
+                [*own, "exporter", "--host", s.host, "--port", str(port),
+                 "--memory-growth-window", repr(s.memory_growth_window),
+                 "--collectors", ",".join(collectors), *_url_files(s)],
+                f"{s.host}:{port}",
+                http_ready(f"{url}/metrics"),
+                f"{url}/metrics",
+                f"standalone exporter ({', '.join(collectors)})"
+                + (f" (replica {index + 1} of {len(exporters)})" if index else ""),
+                watch=watch,
+            )
+        )  # fmt: skip
     if s.ha:
         parts.append(_victoria_metrics(s))  # the receiver of both replicas' remote_write
     parts.append(_prometheus(s, "prometheus", "prometheus", "Prometheus"))
     if s.ha:
         parts.append(_prometheus(s, "prometheus-2", "prometheus_2", "Prometheus (replica 2)"))
     return parts
+
+
+def replica_name(kind: str, index: int) -> str:
+    """The component name of replica ``index`` (0-based): ``demo``, ``demo-2``, ..."""
+    return kind if index == 0 else f"{kind}-{index + 1}"
 
 
 def _prometheus(s: StackSettings, name: str, port: str, description: str) -> Component:

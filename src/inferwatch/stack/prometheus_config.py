@@ -85,7 +85,7 @@ def scrape_jobs(settings: StackSettings) -> dict[str, list[str]]:
     jobs: dict[str, list[str]] = {
         "prometheus": [f"{host}:{ports.prometheus}"],
         "alertmanager": alertmanagers(settings),
-        JOB_EXPORTER: [f"{host}:{ports.exporter}"],
+        JOB_EXPORTER: [f"{host}:{port}" for port in settings.replica_ports("exporter")],
         JOB_ALERT_SINK: [f"{host}:{ports.alert_sink}"],
     }
     if settings.ha:
@@ -93,7 +93,7 @@ def scrape_jobs(settings: StackSettings) -> dict[str, list[str]]:
         jobs["prometheus"].append(f"{host}:{settings.ha_ports.prometheus_2}")
         jobs[JOB_LONG_TERM] = [f"{host}:{settings.ha_ports.victoria_metrics}"]
     if settings.run_demo:
-        jobs[JOB_DEMO] = [f"{host}:{ports.demo}"]
+        jobs[JOB_DEMO] = [f"{host}:{port}" for port in settings.replica_ports("demo")]
     if settings.service_targets:
         jobs[settings.service_job] = list(settings.service_targets)
     return jobs

@@ -23,6 +23,8 @@ _DURATIONS = {
 }
 # Backends the demo uses and the exporter reports on (each with a `<backend>_url` setting).
 BACKENDS = ("redis", "postgres")
+# What the stack can run several replicas of (a `<kind>s` setting each: demos, exporters).
+FLEET = ("demo", "exporter")
 # VictoriaMetrics's -retentionPeriod: months without a suffix.
 _RETENTION = re.compile(r"[1-9][0-9]*[hdwy]?")
 
@@ -118,6 +120,11 @@ class StackSettings:
     long_term_retention: str = "1d"
     # Where the alert sink also posts every notification it receives (its --forward).
     alert_sink_forward: tuple[str, ...] = ()
+    # A fleet: this many demo replicas and exporters, each its own `instance` of its job
+    # (the demo's replicas share its job, as replicas behind one service do), on
+    # consecutive ports from ports.demo and ports.exporter.
+    demos: int = 1
+    exporters: int = 1
 
     def __post_init__(self) -> None:
         for name, zero_allowed in _DURATIONS.items():
@@ -129,11 +136,23 @@ class StackSettings:
         for name, port in self.ports.items():
             # Every component is told the others' ports before it starts: none can be 0.
             check_port(port, f"--{name.replace('_', '-')}-port", zero_allowed=False)
+        for kind in FLEET:
+            count = getattr(self, f"{kind}s")
+            if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+                raise ValueError(f"--{kind}s must be a whole number of at least 1, got {count!r}")
+            for port in self.replica_ports(kind)[1:]:
+                check_port(
+                    port, f"--{kind}-port (+{count - 1} for the {kind}s)", zero_allowed=False
+                )
         for name, port in self.ha_ports.items() if self.ha else ():
             check_port(port, f"--{name.replace('_', '-')}-port", zero_allowed=False)
-        used = [port for _, port in self.all_ports()]
-        if len(set(used)) != len(used):
-            raise ValueError(f"every component needs its own port, got {dict(self.all_ports())}")
+        owners: dict[int, list[str]] = {}
+        for name, port in self.all_ports():
+            owners.setdefault(port, []).append(name)
+        shared = {port: names for port, names in owners.items() if len(names) > 1}
+        if shared:
+            clashes = "; ".join(f"{port} for {' and '.join(n)}" for port, n in shared.items())
+            raise ValueError(f"every component needs its own port, got {clashes}")
         if self.peer_timeout is not None:
             object.__setattr__(
                 self, "peer_timeout", _duration("peer_timeout", self.peer_timeout, False)
@@ -188,8 +207,16 @@ class StackSettings:
         return tuple(b for b in BACKENDS if b in self.embedded_backends and not self.url_of(b))
 
     def all_ports(self) -> list[tuple[str, int]]:
-        """Every port this topology listens on: :attr:`ports`, and :attr:`ha_ports` in HA."""
-        return [*self.ports.items(), *(self.ha_ports.items() if self.ha else ())]
+        """Every port this topology listens on: :attr:`ports`, the fleet's further replicas
+        (named as the first one, whose port moves them all), and :attr:`ha_ports` in HA."""
+        fleet = [(kind, port) for kind in FLEET for port in self.replica_ports(kind)[1:]]
+        return [*self.ports.items(), *fleet, *(self.ha_ports.items() if self.ha else ())]
+
+    def replica_ports(self, kind: str) -> list[int]:
+        """The ports of every replica of ``kind`` (``demo``, ``exporter``), the first one's
+        port first."""
+        first: int = getattr(self.ports, kind)
+        return [first + index for index in range(getattr(self, f"{kind}s"))]
 
     def url_of(self, backend: str) -> str | None:
         url: str | None = getattr(self, f"{backend}_url")

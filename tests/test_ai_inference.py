@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inferwatch.ai import InferenceMetrics, classify, current_request
+from inferwatch.ai import InferenceMetrics, classify, current_request, inference
 from inferwatch.http.instruments import http_metrics
+from inferwatch.metrics import counter, gauge, histogram
 from inferwatch.metrics.counter import CounterChild
 from inferwatch.metrics.gauge import GaugeChild
 from inferwatch.metrics.histogram import HistogramChild
 from tests.support import Exact, registry_samples, value
+from tests.support.threads import switching_inside
 
 Scrape = Exact
 REQUESTS = "inferwatch_inference_requests_total"
@@ -302,11 +304,13 @@ def test_concurrent_requests_are_exact() -> None:
                 req.produced(1, unit="frames")
                 req.first_chunk()
 
-    workers = [threading.Thread(target=work) for _ in range(threads)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
+    # A thread switch may come between any two bytecodes of the facade and of the metrics.
+    with switching_inside(inference, counter, gauge, histogram):
+        workers = [threading.Thread(target=work) for _ in range(threads)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
 
     async def many() -> None:
         async def one(n: int) -> None:

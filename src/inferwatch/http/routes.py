@@ -46,6 +46,21 @@ class RouteTemplates:
         self._mounts: list[tuple[re.Pattern[str], str]] = []
         self._mount_ids: set[int] = set()  # the routes among _known that are mounts
         self._router_id: int | None = None
+        # Moves on whenever the known templates may have changed (a walk of the route tree,
+        # a route found outside it), so that what was derived from them can be dropped.
+        self.generation = 0
+
+    def fixed(self, route: Any) -> bool:
+        """Whether ``template()`` gives ``route`` the same template for every request, until
+        ``generation`` moves on: a known route under one prefix, not a mount (whose
+        template depends on where the request went inside it)."""
+        entry = self._known.get(id(route))
+        return (
+            entry is not None
+            and entry[0] is route
+            and len(entry[1]) == 1
+            and id(route) not in self._mount_ids
+        )
 
     def template(self, scope: MutableMapping[str, Any]) -> str:
         route = scope.get("route")
@@ -87,6 +102,7 @@ class RouteTemplates:
         return UNMATCHED
 
     def _rewalk(self, router: Any) -> None:
+        self.generation += 1
         if id(router) != self._router_id:
             self._known.clear()
             self._mounts.clear()
@@ -106,6 +122,7 @@ class RouteTemplates:
             template = _template(own) if isinstance(own, str) and own else UNMATCHED
             entry = (route, [(_prefix_regex(""), template)])
             self._known[id(route)] = entry
+            self.generation += 1
         return entry
 
     def _walk(self, routes: Iterable[Any], prefix: str, seen: set[int]) -> None:

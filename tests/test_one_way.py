@@ -28,7 +28,7 @@ from inferwatch.alerts.thresholds import load_thresholds
 from inferwatch.alerts.units import format_duration, parse_duration
 from inferwatch.cli import arguments, launch
 from inferwatch.cli.main import build_parser
-from inferwatch.config import check_backend_url, check_port
+from inferwatch.config import check_backend_url, check_http_url, check_port
 from inferwatch.exporters.config import ConfigError, build_config
 from inferwatch.exposition.auth import MetricsAuth, MetricsAuthError, read_secret_file
 from inferwatch.metrics.shared import once_per_registry, report_error
@@ -164,6 +164,47 @@ def test_a_bad_backend_url_names_the_setting_and_what_it_must_be() -> None:
     )
     with pytest.raises(ConfigError, match=r"'redis_url' must be a redis or rediss or unix://"):
         build_config(overrides={"redis_url": "redis:6379"})
+
+
+# -- http URLs ---------------------------------------------------------------------------
+HTTP_URLS = [
+    ("http://grafana:3000", True),
+    ("https://grafana.example.org/", True),
+    ("ftp://grafana:3000", False),
+    ("grafana:3000", False),
+    ("http://", False),
+    ("http:/grafana", False),
+]
+
+
+@pytest.mark.parametrize(("url", "expected"), HTTP_URLS)
+def test_every_http_url_setting_checks_alike(url: str, expected: bool, tmp_path: Path) -> None:
+    """A Grafana, Prometheus, alert-sink or forward URL: http:// or https:// with a host,
+    wherever it is given (flags, settings, the thresholds file, the generators)."""
+    from inferwatch.alertmanager import render_alertmanager_config
+    from inferwatch.alerts.adjust import with_grafana
+    from inferwatch.deploy.kubernetes import Settings as KubernetesSettings
+
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(f"settings:\n  grafana_base_url: '{url}'\n", encoding="utf-8")
+    verdicts = {
+        "config": _accepts(lambda: check_http_url(url)),
+        "thresholds": _accepts(lambda: load_thresholds(overlay)),
+        "grafana link": _accepts(lambda: with_grafana(load_thresholds(), url)),
+        "stack": _accepts(lambda: StackSettings(grafana_url=url)),
+        "sink forwards": _accepts(lambda: StackSettings(alert_sink_forward=(url,))),
+        "kubernetes": _accepts(lambda: KubernetesSettings(grafana_url=url)),
+        "alertmanager": _accepts(lambda: render_alertmanager_config(url)),
+        "alert sink": _accepts(
+            lambda: build_parser(["alert_sink"]).parse_args(["alert-sink", "--forward", url])
+        ),
+        "report": _accepts(
+            lambda: build_parser(["report"]).parse_args(
+                ["report", "--prometheus", url, "--start", "0", "--end", "1"]
+            )
+        ),
+    }
+    assert verdicts == dict.fromkeys(verdicts, expected)
 
 
 # -- secret files ------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from inferwatch.config import check_http_url
+
 DEFAULT_SINK_URL = "http://127.0.0.1:9095"
 COMMITTED_PATH = "deploy/alertmanager/alertmanager.yml"
 
@@ -116,9 +118,7 @@ _EXAMPLES = """\
 
 
 def _sink_base(sink_url: str) -> str:
-    parts = urlsplit(sink_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"sink_url must be an http(s) URL with a host, got {sink_url!r}")
+    parts = urlsplit(check_http_url(sink_url, "sink_url"))
     if parts.query or parts.fragment:
         raise ValueError(f"sink_url must not carry a query or fragment, got {sink_url!r}")
     return sink_url.rstrip("/")

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
 from inferwatch.alerts.units import DURATION, format_duration, parse_duration
+from inferwatch.config import check_http_url
 
 T = TypeVar("T", Levels, StateLevel)
 
@@ -63,8 +64,8 @@ def with_targets(thresholds: Thresholds, targets: Sequence[str]) -> Thresholds:
 def with_grafana(thresholds: Thresholds, base_url: str) -> Thresholds:
     """Every ``dashboard_url`` at the Grafana this deployment really runs, or none when
     ``base_url`` is "" (a deployment without Grafana gets no dead link)."""
-    if base_url and not re.match(r"https?://", base_url):
-        raise ValueError(f"the Grafana URL must be an http(s) URL, got {base_url!r}")
+    if base_url:
+        check_http_url(base_url, "the Grafana URL")
     settings = dataclasses.replace(thresholds.settings, grafana_base_url=base_url.rstrip("/"))
     return dataclasses.replace(thresholds, settings=settings)
 

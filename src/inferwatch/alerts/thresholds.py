@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from inferwatch.alerts import units
 from inferwatch.alerts.signals import BY_KEY, Signal
 from inferwatch.alerts.source import Node, ThresholdsError, load, merge, parse, plain
+from inferwatch.config import check_http_url
 from inferwatch.metrics.buckets import DURATION_SECONDS
 
 DEFAULTS = "thresholds.yaml"
@@ -283,8 +284,10 @@ def _required_duration(
 
 def _base_url(items: dict[str, Node], node: Node, name: str) -> str:
     value = _text(_required(items, node, "settings", name), f"settings.{name}")
-    if not re.match(r"https?://", value):
-        raise ThresholdsError(items[name], f"settings.{name}", "expected an http(s) URL")
+    try:
+        check_http_url(value)
+    except ValueError as exc:
+        raise ThresholdsError(items[name], f"settings.{name}", str(exc)) from None
     return value.rstrip("/")
 
 

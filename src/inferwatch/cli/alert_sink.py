@@ -7,10 +7,10 @@ import logging
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from inferwatch.alertsink.metrics import DEFAULT_MAX_RECEIVERS
 from inferwatch.cli.arguments import LOG_LEVELS, port, positive_float, positive_int
+from inferwatch.config import check_http_url
 from inferwatch.exposition.limits import ServerLimits
 
 PROG = "inferwatch alert-sink"
@@ -20,10 +20,10 @@ LIMITS = ServerLimits()
 
 
 def _url(text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
-    return text
+    try:
+        return check_http_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:

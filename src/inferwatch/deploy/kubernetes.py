@@ -27,6 +27,7 @@ from inferwatch.alerts import alerting, recording
 from inferwatch.alerts.adjust import with_grafana
 from inferwatch.alerts.render import to_yaml
 from inferwatch.alerts.thresholds import Thresholds
+from inferwatch.config import check_http_url
 from inferwatch.deploy import alertmanager_crd, workloads
 from inferwatch.stack.prometheus_config import (
     JOB_API,
@@ -95,10 +96,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.api_auth not in ("none", "bearer", "basic"):
             raise ValueError(f"api_auth must be none, bearer or basic, got {self.api_auth!r}")
-        if self.grafana_url is not None and not self.grafana_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(f"grafana_url must be an http(s) URL, got {self.grafana_url!r}")
+        if self.grafana_url is not None:
+            check_http_url(self.grafana_url, "grafana_url")
 
     @property
     def webhook_base(self) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from inferwatch.alerts import units
-from inferwatch.config import check_backend_url, check_port
+from inferwatch.config import check_backend_url, check_http_url, check_port
 
 # Duration settings, each with whether zero is allowed (an Alertmanager group may notify at
 # once; nothing else may happen every 0 s: Prometheus would read a 0s interval as its 1m
@@ -163,17 +163,14 @@ class StackSettings:
                 f"got {self.long_term_retention!r}"
             )
         for url in self.alert_sink_forward:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"the alert sink forwards to http(s) URLs, got {url!r}")
+            check_http_url(url, "each URL the alert sink forwards to")
         for target in self.service_targets:
             parsed = urlsplit(f"//{target}")
             if not parsed.hostname or parsed.port is None or parsed.username or parsed.path:
                 raise ValueError(f"--service must be host:port, got {target!r}")
         _check_service_auth(self)
-        if self.grafana_url is not None and not self.grafana_url.startswith(
-            ("http://", "https://")
-        ):
-            raise ValueError(f"--grafana-url must be an http(s) URL, got {self.grafana_url!r}")
+        if self.grafana_url is not None:
+            check_http_url(self.grafana_url, "--grafana-url")
         if not self.run_demo and not self.service_targets:
             raise ValueError("nothing to monitor: give --service host:port or keep the demo")
         if self.for_scale <= 0:

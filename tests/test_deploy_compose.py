@@ -23,8 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VERSION = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
 INFERWATCH_SERVICES = {"demo", "exporter", "alert-sink"}
+# The `ha` profile's services (docker-compose config prints every profile's).
+HA_SERVICES = set(compose.HA_SERVICES)
 SERVICES = {
-    "prometheus", "alertmanager", "grafana", "redis", "postgres", "loadgen", *INFERWATCH_SERVICES
+    "prometheus", "alertmanager", "grafana", "redis", "postgres", "loadgen", *INFERWATCH_SERVICES,
+    *HA_SERVICES,
 }  # fmt: skip
 # Test-only values, written to tmp files: they must never show up in the rendered config.
 GRAFANA_PASSWORD = "test-grafana-Pw-8c1f"
@@ -90,6 +93,8 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
 def test_every_service_is_there(rendered: dict[str, Any]) -> None:
     assert set(rendered["services"]) == SERVICES
     assert rendered["services"]["loadgen"]["profiles"] == ["load"]
+    for name in HA_SERVICES:
+        assert rendered["services"][name]["profiles"] == ["ha"], name
 
 
 def test_images_are_pinned(rendered: dict[str, Any]) -> None:

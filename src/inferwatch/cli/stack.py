@@ -93,6 +93,12 @@ def add_parser(subparsers: Any) -> None:
             f"--{kind}-port",
         )
     up.add_argument(
+        "--peer-timeout",
+        metavar="DURATION",
+        help="with --ha: how long the second Alertmanager waits for the first to notify "
+        "(Alertmanager's --cluster.peer-timeout, 15s by default)",
+    )
+    up.add_argument(
         "--long-term-retention",
         default="1d",
         metavar="PERIOD",
@@ -219,6 +225,7 @@ def _settings(args: argparse.Namespace) -> Any:
         ha=args.ha,
         ha_ports=HAPorts(**{name: getattr(args, f"{name}_port") for name in HA_PORT_FLAGS}),
         long_term_retention=args.long_term_retention,
+        peer_timeout=args.peer_timeout,
         demos=args.demos,
         exporters=args.exporters,
         service_targets=tuple(args.service),

@@ -79,7 +79,7 @@ def _run(
 def test_hand_written_cases_pass_at_the_documented_defaults(tmp_path: Path) -> None:
     result = _run(tmp_path)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
-    assert result.stdout.count("SUCCESS") == len(_files()) == 6
+    assert result.stdout.count("SUCCESS") == len(_files()) == 7
 
 
 def test_every_alert_has_hand_written_cases_for_each_severity() -> None:

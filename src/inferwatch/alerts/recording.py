@@ -6,12 +6,22 @@ threshold comparison stays trivial and a dashboard panel shows exactly what the 
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 from inferwatch.alerts import promql, signals
 from inferwatch.alerts.promql import failed_requests, le, quantile, sum_rate
-from inferwatch.alerts.signals import HTTP_DURATION, PEER, POOL, UPSTREAM_CALLS, Signal
-from inferwatch.alerts.thresholds import Thresholds
+from inferwatch.alerts.signals import (
+    HTTP_DURATION,
+    PEER,
+    POOL,
+    SATURATION,
+    UPSTREAM_CALLS,
+    Pressure,
+    Saturation,
+    Signal,
+)
+from inferwatch.alerts.thresholds import Levels, Thresholds
 
 Rule = dict[str, str]
 _rule = signals.rule
@@ -166,6 +176,71 @@ def _cost(thresholds: Thresholds) -> list[Rule]:
     ]
 
 
+def pressure_unit(pressure: Pressure, thresholds: Thresholds) -> Fraction | None:
+    """The value of ``pressure`` that scores 1: its judge's warning (else critical) level,
+    read the way that signal reads it; None when the judge has no level to scale by."""
+    signal = pressure.judged_by
+    levels = thresholds.signals.get(signal.key)
+    if not isinstance(levels, Levels):
+        return None
+    level = levels.warning if levels.warning is not None else levels.critical
+    if level is None:
+        return None
+    if signal.direction == "below":  # the shortfall 1 - value against 1 - level
+        return 1 - level if level < 1 else None
+    if signal.kind == "count":  # whole events: "above 0" is reached by the first one
+        return max(level, Fraction(1))
+    return level if level > 0 else None
+
+
+def pressure_score(pressure: Pressure, thresholds: Thresholds) -> str | None:
+    """PromQL of ``pressure`` in score units (1 = at its judge's level)."""
+    unit = pressure_unit(pressure, thresholds)
+    if unit is None:
+        return None
+    value = pressure.expr
+    if pressure.judged_by.direction == "below":
+        value = f"(1 - {value})"
+    return value if unit == 1 else f"{value} / {promql.number(unit)}"
+
+
+def saturation_rules(saturation: Saturation, thresholds: Thresholds) -> list[Rule]:
+    """What the component's score reads, then the score: the highest of its pressures per
+    resource. ``>= 0`` drops NaN (a quantile over a window without observations), so a
+    resource without a figure has no score rather than one that sorts anywhere."""
+    terms = [
+        f'label_replace({score}, "pressure", "{p.name}", "", "")'
+        for p in saturation.pressures
+        if (score := pressure_score(p, thresholds)) is not None
+    ]
+    if not terms:
+        return []
+    expr = f"max {promql.by(saturation.labels)} ({' or '.join(terms)}) >= 0"
+    return [*saturation.prepare, _rule(saturation.series, expr)]
+
+
+def _bottleneck(thresholds: Thresholds) -> list[Rule]:
+    """Each component's saturation score, then all of them in one series (labels
+    ``component`` and ``resource`` beside the component's own): the live bottleneck ranking
+    the overview dashboard and ``inferwatch report`` read."""
+    rules: list[Rule] = []
+    parts = []
+    for saturation in signals.SATURATIONS:
+        made = saturation_rules(saturation, thresholds)
+        if not made:
+            continue
+        rules += made
+        named = (
+            f'label_join({saturation.series}, "resource", "/", '
+            + ", ".join(f'"{label}"' for label in saturation.resource)
+            + ")"
+        )
+        parts.append(f'label_replace({named}, "component", "{saturation.component}", "", "")')
+    if parts:
+        rules.append(_rule(SATURATION, " or ".join(parts)))
+    return rules
+
+
 def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
     """The rule groups, each in evaluation order: a rule that reads another comes after it.
 
@@ -184,6 +259,7 @@ def groups(thresholds: Thresholds) -> list[dict[str, Any]]:
         "upstream": _upstream(),
         "jobs": _jobs(),
         "cost": _cost(thresholds),
+        "bottleneck": _bottleneck(thresholds),
     }
     for signal in signals.SIGNALS:
         if signal.recording is not None:

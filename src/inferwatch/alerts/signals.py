@@ -1119,3 +1119,184 @@ SIGNALS: tuple[Signal, ...] = (
 )
 
 BY_KEY = {s.key: s for s in SIGNALS}
+
+# --- saturation: where the bottleneck is now -----------------------------------------------------
+#
+# One score per component and resource, in one unit: 1 is the warning level of the signal that
+# judges what the component makes work do (wait or fail), so scores of a pool, a cache and a
+# GPU compare with each other. A score reads waiting and refusal, never a momentary maximum:
+# a pool that touched its limit once without anyone waiting is not a constraint.
+
+SATURATION = "component:inferwatch_saturation:ratio"
+_QUEUE_P95 = "job_model:inferwatch_inference_queue_seconds:p95_5m"
+
+
+@dataclass(frozen=True)
+class Pressure:
+    """One way a component makes work wait or refuses it: a recorded value (labelled like the
+    component's score), read against the warning level of the signal ``judged_by`` (its
+    critical where it has no warning). How it is scaled follows that signal: a count is
+    divided by its warning, at least 1 (one timeout where any is too many scores 1); a value
+    that is bad above its level is divided by it; one that is bad below it (a hit ratio)
+    scores its shortfall, ``(1 - value) / (1 - level)``."""
+
+    name: str
+    expr: str
+    judged_by: Signal
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """A component's saturation score: the highest of its pressures, per resource."""
+
+    component: str  # the `component` label: pool, cache, upstream, model_queue, cpu, gpu
+    level: str  # of the per-component record's name, as the other rules name theirs
+    title: str  # what the resource is, for the report ("Connection pool")
+    labels: tuple[str, ...]  # of the score, as its pressures are aggregated
+    resource: tuple[str, ...]  # the labels naming the resource, joined into `resource`
+    pressures: tuple[Pressure, ...]
+    recommendations: tuple[str, ...]
+    prepare: tuple[Rule, ...] = ()  # rules only the pressures read, evaluated first
+
+    @property
+    def series(self) -> str:
+        return f"{self.level}:inferwatch_{self.component}_saturation:ratio"
+
+
+POOL_SATURATION = Saturation(
+    component="pool",
+    level="job_pool",
+    title="Connection pool",
+    labels=POOL,
+    resource=("db_client_connection_pool_name",),
+    pressures=(
+        # Waiting for a connection is part of every query's time: a P90 wait as long as the
+        # slow-query warning makes queries slow on its own.
+        Pressure(
+            "acquire_wait_p90",
+            'job_pool:db_client_connection_wait_time_seconds:p90_5m{db_system_name!="redis"}',
+            DB_QUERY_P90,
+        ),
+        Pressure(
+            "acquire_wait_p90",
+            'job_pool:db_client_connection_wait_time_seconds:p90_5m{db_system_name="redis"}',
+            REDIS_OPERATION_P90,
+        ),
+        # Requests that gave up waiting: refused work.
+        Pressure("timeouts", "job_pool:db_client_connection_timeouts:increase5m", DB_POOL_TIMEOUTS),
+    ),
+    recommendations=(
+        "Raise the pool size (and the database's max connections) or shorten what holds a "
+        "connection: no network or model calls inside a transaction.",
+        "Look for leaked or long-held connections (use time per checkout).",
+        "Set a pool timeout below the request deadline so requests fail fast.",
+    ),
+)
+
+CACHE_SATURATION = Saturation(
+    component="cache",
+    level="job_cache",
+    title="Cache",
+    labels=("job", "cache"),
+    resource=("cache",),
+    # Every miss recomputes: the miss ratio against the one CacheLowHitRate allows.
+    pressures=(Pressure("misses", "job_cache:inferwatch_cache_hit:ratio_rate5m", CACHE_HIT_RATE),),
+    recommendations=(
+        "Check that the cache is up and not being flushed (evictions, restarts, TTLs).",
+        "Warm the cache on deploy with the most frequent prompts or conditionings.",
+        "Give the cache more memory if entries are evicted before they are reused.",
+    ),
+)
+
+UPSTREAM_SATURATION = Saturation(
+    component="upstream",
+    level="job_peer",
+    title="Dependency",
+    labels=PEER,
+    resource=("peer",),
+    pressures=(
+        # A dependency whose P95 alone reaches the API's P95 warning makes the API slow.
+        Pressure(
+            "attempt_p95", "job_peer:http_client_request_duration_seconds:p95_5m", API_LATENCY_P95
+        ),
+        # Failed attempts: retried (more load, more latency) or passed on as failures.
+        Pressure(
+            "attempt_errors", "job_peer:http_client_request_errors:ratio_rate5m", API_ERROR_RATE
+        ),
+        # An open breaker refuses every call.
+        Pressure(
+            "circuit_open", "job_peer:inferwatch_upstream_circuit_open:sum", UPSTREAM_CIRCUIT_OPEN
+        ),
+    ),
+    recommendations=(
+        "Check the dependency's own status and latency; add capacity or a closer region.",
+        "Bound each attempt with a timeout below the request deadline, and retry with backoff.",
+        "Cache or batch the calls that repeat.",
+    ),
+)
+
+QUEUE_SATURATION = Saturation(
+    component="model_queue",
+    level="job_model",
+    title="Model queue",
+    labels=("job", "model"),
+    resource=("model",),
+    # Time in the model's queue is time the response waits: a P95 wait as long as the API's
+    # P95 warning breaches it by waiting alone.
+    pressures=(Pressure("queue_wait_p95", _QUEUE_P95, API_LATENCY_P95),),
+    recommendations=(
+        "Raise the batch size or add model replicas.",
+        "Reject early (429) when the queue is long rather than let deadlines expire.",
+    ),
+    prepare=(
+        rule(
+            _QUEUE_P95,
+            quantile(
+                "0.95",
+                "inferwatch_inference_stage_duration_seconds",
+                ["job", "model"],
+                "5m",
+                ['stage="queue"'],
+            ),
+        ),
+    ),
+)
+
+CPU_SATURATION = Saturation(
+    component="cpu",
+    level="instance",
+    title="Host CPU",
+    labels=HOST,
+    resource=("instance",),
+    pressures=(Pressure("usage", "instance:inferwatch_host_cpu_usage:ratio_rate5m", CPU_USAGE),),
+    recommendations=(
+        "Profile pre- and post-processing; move encoding off the event loop.",
+        "Add workers or CPU, or move the load generator to another machine.",
+    ),
+)
+
+GPU_SATURATION = Saturation(
+    component="gpu",
+    level="gpu",
+    title="GPU",
+    labels=GPU,
+    resource=("instance", "gpu"),
+    pressures=(
+        Pressure("utilization", "gpu:inferwatch_gpu_utilization_ratio:avg5m", GPU_UTILIZATION),
+        Pressure("memory", "gpu:inferwatch_gpu_memory_usage:ratio", GPU_MEMORY),
+    ),
+    recommendations=(
+        "Add GPUs or replicas; batch more requests per forward pass.",
+        "Use a smaller or quantised model for latency-sensitive routes.",
+    ),
+)
+
+# The components of the bottleneck ranking, in the order the rules record them.
+SATURATIONS: tuple[Saturation, ...] = (
+    POOL_SATURATION,
+    CACHE_SATURATION,
+    UPSTREAM_SATURATION,
+    QUEUE_SATURATION,
+    CPU_SATURATION,
+    GPU_SATURATION,
+)

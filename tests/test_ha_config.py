@@ -230,3 +230,35 @@ def test_the_compose_replicas_pass_promtool(tmp_path: Path, path: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_remote_write_is_an_option_of_the_chart_values(tmp_path: Path) -> None:
+    from inferwatch.alerts.thresholds import load_thresholds
+    from inferwatch.cli.main import main
+    from inferwatch.deploy import kubernetes
+
+    committed = yaml.safe_load((ROOT / kubernetes.CHART_VALUES).read_text(encoding="utf-8"))
+    assert "remoteWrite" not in committed["prometheus"]["prometheusSpec"]
+    assert "alertmanagerSpec" not in committed["alertmanager"]
+    url = "http://victoria-metrics.monitoring.svc:8428/api/v1/write"
+    assert main(["generate", "kubernetes", "--remote-write-url", url, "-o", str(tmp_path)]) == 0
+    values = yaml.safe_load((tmp_path / "chart-values.yaml").read_text(encoding="utf-8"))
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["replicas"] == 2
+    assert spec["remoteWrite"] == [
+        {
+            "url": url,
+            "writeRelabelConfigs": [{"action": "labeldrop", "regex": "prometheus_replica"}],
+        }
+    ]
+    assert values["alertmanager"]["alertmanagerSpec"] == {"replicas": 2}
+    # Everything else as committed: the option adds, it changes nothing.
+    del spec["replicas"], spec["remoteWrite"], values["alertmanager"]["alertmanagerSpec"]
+    assert values == committed
+    # The manifests themselves are the committed ones.
+    plain = kubernetes.files(load_thresholds())
+    ha = kubernetes.files(load_thresholds(), kubernetes.Settings(remote_write_url=url))
+    del plain[kubernetes.CHART_VALUES], ha[kubernetes.CHART_VALUES]
+    assert ha == plain
+    with pytest.raises(ValueError, match="remote_write_url"):
+        kubernetes.Settings(remote_write_url="victoria-metrics:8428")

@@ -100,6 +100,12 @@ def _add_kubernetes(targets: Any) -> None:
         help=f"Secret with key {TOKEN_KEY!r} (bearer) or {USERNAME_KEY!r} and {PASSWORD_KEY!r}",
     )
     parser.add_argument("--grafana-url", metavar="URL", help="dashboard_url = URL/d/<uid>")
+    parser.add_argument(
+        "--remote-write-url",
+        metavar="URL",
+        help="a long-term store's remote_write endpoint: the chart values then run Prometheus "
+        "and Alertmanager in pairs, both Prometheus replicas writing to URL (docs/deploy.md)",
+    )
     _thresholds_option(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     parser.set_defaults(func=run_kubernetes)
@@ -175,6 +181,7 @@ def run_kubernetes(args: argparse.Namespace) -> int:
             api_auth=args.api_auth,
             api_secret=args.api_secret,
             grafana_url=args.grafana_url,
+            remote_write_url=args.remote_write_url,
         )
     except ValueError as exc:
         print(f"{PROG} kubernetes: {exc}", file=sys.stderr)

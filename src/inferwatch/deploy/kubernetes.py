@@ -92,12 +92,18 @@ class Settings:
     # dashboard_url = <this>/d/<uid>; None: the annotation is left out, since the chart's
     # Grafana has no address that works outside the cluster until you give it one.
     grafana_url: str | None = None
+    # A long-term store's remote_write endpoint (VictoriaMetrics' /api/v1/write, Mimir's
+    # /api/v1/push, Thanos Receive's /api/v1/receive): the chart values then run Prometheus
+    # and Alertmanager as HA pairs and have both Prometheus replicas write there.
+    remote_write_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.api_auth not in ("none", "bearer", "basic"):
             raise ValueError(f"api_auth must be none, bearer or basic, got {self.api_auth!r}")
         if self.grafana_url is not None:
             check_http_url(self.grafana_url, "grafana_url")
+        if self.remote_write_url is not None:
+            check_http_url(self.remote_write_url, "remote_write_url")
 
     @property
     def webhook_base(self) -> str:
@@ -239,8 +245,37 @@ def chart_inhibit_rules(settings: Settings) -> list[dict[str, list[str]]]:
     return rules
 
 
+# The external label the operator gives each replica of a Prometheus with `replicas: 2`
+# (its replicaExternalLabelName). The operator drops it from the alerts itself; the samples
+# written to a long-term store lose it here, so both replicas write the same series.
+OPERATOR_REPLICA_LABEL = "prometheus_replica"
+HA_REPLICAS = 2
+
+
+def remote_write(settings: Settings) -> dict[str, Any]:
+    """The HA half of the chart values: two Prometheus replicas writing to
+    ``settings.remote_write_url`` without their replica label, two Alertmanagers (the
+    operator clusters the replicas of one Alertmanager resource)."""
+    return {
+        "prometheusSpec": {
+            "replicas": HA_REPLICAS,
+            "remoteWrite": [
+                {
+                    "url": settings.remote_write_url,
+                    "writeRelabelConfigs": [
+                        {"action": "labeldrop", "regex": OPERATOR_REPLICA_LABEL}
+                    ],
+                }
+            ],
+        },
+        "alertmanagerSpec": {"replicas": HA_REPLICAS},
+    }
+
+
 def chart_values(settings: Settings) -> dict[str, Any]:
-    """Values for kube-prometheus-stack under which these manifests work as tested."""
+    """Values for kube-prometheus-stack under which these manifests work as tested; with
+    ``remote_write_url``, also the HA pairs writing to a long-term store."""
+    ha = remote_write(settings) if settings.remote_write_url else {}
     return {
         "prometheus": {
             "prometheusSpec": {
@@ -248,11 +283,15 @@ def chart_values(settings: Settings) -> dict[str, Any]:
                 # by their `release` label.
                 "serviceMonitorSelectorNilUsesHelmValues": True,
                 "ruleSelectorNilUsesHelmValues": True,
+                **ha.get("prometheusSpec", {}),
             }
         },
         # alertmanagerConfigMatcherStrategy stays the default (OnNamespace): our alerts carry
         # their namespace, and other namespaces' alerts never reach our receivers.
-        "alertmanager": {"config": {"inhibit_rules": chart_inhibit_rules(settings)}},
+        "alertmanager": {
+            "config": {"inhibit_rules": chart_inhibit_rules(settings)},
+            **({"alertmanagerSpec": ha["alertmanagerSpec"]} if ha else {}),
+        },
         "grafana": {
             "sidecar": {
                 "dashboards": {

@@ -166,6 +166,7 @@ def test_fault_settings_are_validated_and_reset(client: httpx.Client) -> None:
         "memory_leak_mb_per_second": 0.0,
         "pool_exhaustion": False,
         "cold_cache": False,
+        "job_leak_mb": 0.0,
         "upstream_failure_rate": 0.0,
         "upstream_outage": False,
     }
@@ -181,6 +182,7 @@ def test_fault_settings_are_validated_and_reset(client: httpx.Client) -> None:
         ({"memory_leak_mb_per_second": 5000}, "memory_leak_mb_per_second"),
         ({"pool_exhaustion": "yes"}, "pool_exhaustion"),
         ({"cold_cache": 1}, "cold_cache"),
+        ({"job_leak_mb": 300}, "job_leak_mb"),
     ]:
         response = client.put("/admin/faults", json=body)
         assert response.status_code == 422, body

@@ -7,7 +7,9 @@ in a known histogram bucket.
 Request faults (latency, errors, hangs, streams breaking halfway, model loads) act where the
 request runs; state faults
 (``memory_leak_mb_per_second``, ``pool_exhaustion``, ``cold_cache``) are applied by
-:mod:`inferwatch.demo.effects`, which every worker runs. The upstream faults
+:mod:`inferwatch.demo.effects`, which every worker runs. ``job_leak_mb`` acts per job: each
+job that runs while it is on keeps that many MiB for good, the next job run with it off
+frees them all (see :class:`inferwatch.demo.jobs.JobLeak`). The upstream faults
 (``upstream_failure_rate``, ``upstream_outage``) act in the model service the demo's jobs
 call: each worker passes them on before its next call there.
 """
@@ -25,6 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 MAX_LEAK_RATE = 1024.0  # MiB per second; the leak itself stops at its cap (see leak.py)
+MAX_JOB_LEAK = 256.0  # MiB per job; what all jobs keep stops at the same cap
 
 
 class InjectedFault(Exception):
@@ -52,6 +55,7 @@ class Faults(BaseModel):
     memory_leak_mb_per_second: float = Field(0.0, ge=0.0, le=MAX_LEAK_RATE)
     pool_exhaustion: bool = False
     cold_cache: bool = False
+    job_leak_mb: float = Field(0.0, ge=0.0, le=MAX_JOB_LEAK)
     # Passed on to the model service the demo calls (see inferwatch.demo.upstream).
     upstream_failure_rate: float = Field(0.0, ge=0.0, le=1.0)
     upstream_outage: bool = False
@@ -73,6 +77,7 @@ class FaultUpdate(BaseModel):
     memory_leak_mb_per_second: float | None = Field(None, ge=0.0, le=MAX_LEAK_RATE)
     pool_exhaustion: StrictBool | None = None
     cold_cache: StrictBool | None = None
+    job_leak_mb: float | None = Field(None, ge=0.0, le=MAX_JOB_LEAK)
     upstream_failure_rate: float | None = Field(None, ge=0.0, le=1.0)
     upstream_outage: StrictBool | None = None
 

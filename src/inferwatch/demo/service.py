@@ -43,7 +43,7 @@ from inferwatch.demo.database import Database, engine_url
 from inferwatch.demo.effects import FaultEffects
 from inferwatch.demo.faults import Faults, FaultSwitch, InjectedFault
 from inferwatch.demo.generation import POSTPROCESS, SAMPLE_RATE, Generator
-from inferwatch.demo.jobs import Job
+from inferwatch.demo.jobs import Job, JobLeak
 from inferwatch.demo.models import DEFAULT_MODEL, ModelManager, ModelSpec
 from inferwatch.demo.scheduler import PRIORITIES, QueueFull, Scheduler
 from inferwatch.demo.settings import Settings
@@ -145,6 +145,7 @@ class DemoService:
         self.job_slots = asyncio.Semaphore(settings.max_concurrent_jobs)
         self.stream = self.infer.track(DEFAULT_MODEL["audio"])(self.generator.stream)
         self.jobs = JobMetrics(registry)
+        self.job_leak = JobLeak()
         reset = max(0.5, BREAKER_RESET * settings.time_scale)
         self.llm, self.tts = (
             Upstream(peer, registry, breaker=CircuitBreaker(BREAKER_FAILURES, reset, name=peer))
@@ -365,6 +366,8 @@ class DemoService:
             async with self.jobs.job(spec.kind) as run:
                 try:
                     await self.db.update(job.job_id, status="running", started_at=time.time())
+                    # Inside the job: its end's resident memory includes what it kept.
+                    self.job_leak.job_ran(self.faults.get().job_leak_mb)
                     script = await _optional(run, "script", self._script(prompt), failed)
                     with run.step("render"):
                         await self.generate(spec, prompt, job.duration_seconds, job.priority)

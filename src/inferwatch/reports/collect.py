@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from inferwatch.alerts.promql import ERROR_STATUS, ERROR_TYPE_SET, selector
 from inferwatch.reports import recovery
 from inferwatch.reports.query import Reader, Window
 from inferwatch.stack.prometheus_api import Prometheus
@@ -20,7 +21,6 @@ INFERENCE = "inferwatch_inference_request_duration_seconds"
 CLIENT = "http_client_request_duration_seconds"
 OPERATION = "db_client_operation_duration_seconds"
 MEMORY_INCREASE = "inferwatch_job_memory_increase_bytes"
-ERROR_RATIO = "job:http_server_request_errors:ratio_rate5m"
 GIB = 2**30
 
 
@@ -353,18 +353,44 @@ def cost_quantities(r: Reader) -> dict[str, Any]:
 
 
 def error_faults(r: Reader, threshold: float | None) -> dict[str, Any]:
-    """Stretches of each job's 5m error ratio above ``threshold`` and the mean time they
-    took to recover (see :mod:`.recovery`)."""
+    """Stretches of scrapes of each job's instances in which more than ``threshold`` of the
+    requests failed, and the mean time they took to recover (see :mod:`.recovery`)."""
     if threshold is None:
         return {"threshold": None, "jobs": {}}
     w = r.window
-    step = max(1.0, w.seconds / 1000)
+    # Fine enough to see every scrape (the times used are the scrapes' own), within the
+    # points a range query may return.
+    step = max(0.1, w.seconds / 10000)
+    target = ("job", "instance")
+    count = f"{HTTP}_count"
+    failed = (
+        f"sum by (job, instance) ({selector(count, [w.sel, ERROR_TYPE_SET])}"
+        f" or {selector(count, [w.sel, ERROR_STATUS])})"
+    )
+    queried = [
+        r.series(f"max by (job, instance) (timestamp({count}{{{w.sel}}}))", step),
+        r.series(failed, step),
+        r.series(f"sum by (job, instance) ({count}{{{w.sel}}})", step),
+    ]
+    steps: list[dict[tuple[str, ...], dict[float, float]]] = [
+        {
+            tuple(s["metric"].get(label, "") for label in target): {
+                float(t): float(v) for t, v in s["values"]
+            }
+            for s in result
+        }
+        for result in queried
+    ]
+    scraped, failures, totals = steps
+    per_job: dict[str, list[dict[str, Any]]] = {}
+    for key, times in scraped.items():
+        shares = recovery.failed_shares(times, failures.get(key, {}), totals.get(key, {}))
+        per_job.setdefault(key[0], []).extend(recovery.episodes(shares, threshold))
     found: dict[str, Any] = {}
-    for series in r.series(f"max by (job) ({ERROR_RATIO}{{{w.sel}}})", step):
-        samples = [(float(t), float(v)) for t, v in series["values"]]
-        episodes = recovery.episodes(samples, threshold)
+    for job, instance_episodes in sorted(per_job.items()):
+        episodes = recovery.merge(instance_episodes)
         if episodes:
-            found[series["metric"].get("job", "")] = {
+            found[job] = {
                 "episodes": episodes,
                 "mttr_seconds": recovery.mean_recovery(episodes),
             }

@@ -1,18 +1,24 @@
 """Faults and recoveries in a window: how long the service took to recover, MTTR-style.
 
-Two views. The error rate: a fault is a stretch where the recorded 5m error ratio of a job
-(``job:http_server_request_errors:ratio_rate5m``) stays above the ``api_error_rate``
-warning level; it lasts from the first sample above to the first sample back at or below
-it (so it includes the 5m window's lag, as an alert would see it), and one still under way
-at the window's end is reported as not recovered. The dependencies: each circuit breaker
-that closed again in the window recorded how long it had been open
-(``inferwatch_upstream_circuit_recovery_seconds``), whose mean over the window is computed in
-:mod:`.collect`.
+Two views. The error rate: a fault is a stretch of scrapes of a target whose requests failed
+more often than the ``api_error_rate`` warning level, scrape by scrape: each scrape of the
+target's request counters says how many requests ended since the previous one and how many
+of them failed (a 5xx status or an ``error_type``). The stretch lasts from the first scrape
+above the level to the first scrape back at or below it that counted requests, so its
+duration is the fault's to within one scrape interval; one still under way at the window's
+end is reported as not recovered. Scrapes that counted no request say nothing either way
+and are skipped: a service is recovered once requests succeed again. A rolling ratio (the
+recorded 5m one the alerts read) would add its window to every fault's duration. Faults of
+the instances of one job that overlap are one fault of the job.
+
+The dependencies: each circuit breaker that closed again in the window recorded how long it
+had been open (``inferwatch_upstream_circuit_recovery_seconds``), whose mean over the window
+is computed in :mod:`.collect`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -38,3 +44,53 @@ def mean_recovery(found: Iterable[dict[str, Any]]) -> float | None:
     """Mean duration of the episodes that ended within the window (None: none did)."""
     ended = [e["seconds"] for e in found if e["recovered"]]
     return sum(ended) / len(ended) if ended else None
+
+
+def failed_shares(
+    scraped: Mapping[float, float], failed: Mapping[float, float], total: Mapping[float, float]
+) -> list[tuple[float, float]]:
+    """Per scrape of one target, ``(scrape time, share of failed requests)`` among the
+    requests that ended since its previous scrape.
+
+    The inputs are one range query's steps (step time -> value) of the target's latest
+    scrape time and its cumulative failed and total request counts. Steps that saw no new
+    scrape repeat the previous one and are skipped, so the times are the scrapes' own,
+    whatever the step. A failed count absent at a step is 0 (no failure counted yet); a
+    count that went down (a restart) starts anew, and its first scrape is not judged.
+    """
+    out: list[tuple[float, float]] = []
+    last_scrape: float | None = None
+    before: tuple[float, float] | None = None  # (failed, total) at the previous scrape
+    for step in sorted(scraped):
+        at = scraped[step]
+        if at == last_scrape or step not in total:
+            continue
+        last_scrape = at
+        now = (failed.get(step, 0.0), total[step])
+        if before is not None:
+            new_failed, new_total = now[0] - before[0], now[1] - before[1]
+            if new_failed < 0 or new_total < 0:
+                before = now  # counters reset: nothing to compare with
+                continue
+            if new_total == 0:
+                continue  # no request ended: keep comparing with the last scrape that had some
+            out.append((at, new_failed / new_total))
+        before = now
+    return out
+
+
+def merge(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Overlapping episodes (of a job's instances) as one each: from the first start to the
+    last end, recovered only if the one that ended last recovered."""
+    merged: list[dict[str, Any]] = []
+    for e in sorted(found, key=lambda x: (x["start"], x["end"])):
+        if merged and e["start"] <= merged[-1]["end"]:
+            last = merged[-1]
+            if e["end"] > last["end"]:
+                last["end"], last["recovered"] = e["end"], e["recovered"]
+            elif e["end"] == last["end"]:
+                last["recovered"] = last["recovered"] and e["recovered"]
+            last["seconds"] = last["end"] - last["start"]
+        else:
+            merged.append(dict(e))
+    return merged

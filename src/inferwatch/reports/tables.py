@@ -171,8 +171,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
                  num(e["mttr_seconds"], "{:.0f} s")]
                 for job, e in sorted(faults.get("jobs", {}).items())
             ],
-            f"A fault: the 5m error ratio above {pct(faults.get('threshold'))}, until it is "
-            "back below.",
+            f"A fault: scrapes in which more than {pct(faults.get('threshold'))} of the "
+            "requests failed, until one at or below it; MTTR: their mean duration.",
         )
     )  # fmt: skip
     growth = f["memory_leak"].get("job_memory_growth", {})

@@ -62,6 +62,7 @@ PROMQL_WORDS = {
     "topk",
     "bottomk",
     "clamp_min",
+    "sort_desc",
 }
 BUILTIN = {"up", "ALERTS"}  # written by Prometheus itself
 

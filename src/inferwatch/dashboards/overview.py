@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from inferwatch.alerts import promql
+from inferwatch.alerts.signals import SATURATION
 from inferwatch.alerts.slo import SLIS, budget
 from inferwatch.alerts.thresholds import Thresholds
 from inferwatch.alerts.units import format_percent
@@ -71,6 +72,39 @@ def _slo_panels(t: Thresholds) -> tuple[Panel, ...]:
         height=9,
     )
     return availability, remaining, burn
+
+
+LIKELY = 1.0  # a saturation score at its judge's warning level
+# The service's components by the chosen jobs; the host's CPU and GPUs are the exporter's, whose
+# job the job variable does not list (the report reads them the same way).
+HOST_COMPONENTS = 'component=~"cpu|gpu"'
+BOTTLENECK_SHOWN = 10
+
+
+def bottleneck_query() -> str:
+    """The ranking the panel shows and ``inferwatch report`` ranks by, highest first. Every
+    scored component is listed, so the panel has rows when nothing is saturated too."""
+    chosen = f"{SATURATION}{p.sel(p.JOB)} or {SATURATION}{p.sel(HOST_COMPONENTS)}"
+    return f"sort_desc(topk({BOTTLENECK_SHOWN}, {chosen}))"
+
+
+def _bottleneck() -> Panel:
+    return p.bargauge(
+        "Likely bottleneck now",
+        "Each component's saturation score, highest first: how far what it makes work do "
+        "(wait for a connection, miss the cache, wait on a dependency or in the model's "
+        "queue, share a busy CPU or GPU) is from the warning level of the alert that judges "
+        "it. 1 is at that warning: the likely constraint is the first bar at or above 1 "
+        "(amber); none there, nothing is likely. Waiting and refusals count, never a "
+        "momentary maximum: a pool that touched its limit without anyone waiting scores "
+        "near 0.",
+        "x",
+        Query(bottleneck_query(), "{{component}} {{resource}}", instant=True),
+        steps=(Step(GREEN, None), Step(AMBER, LIKELY)),
+        width=24,
+        height=7,
+        max=2 * LIKELY,
+    )
 
 
 def build(t: Thresholds) -> DashboardSpec:
@@ -242,5 +276,5 @@ def build(t: Thresholds) -> DashboardSpec:
             p.instance_var(f"{HTTP}_count"),
             p.label_var("route", "http_route", f"{HTTP}_count", "Route"),
         ),
-        rows=(stats, traffic, latency, alerts, failures, streamed),
+        rows=((_bottleneck(),), stats, traffic, latency, alerts, failures, streamed),
     )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from inferwatch.reports.recovery import episodes, failed_shares, mean_recovery, merge
+from inferwatch.reports.recovery import (
+    episodes,
+    failed_shares,
+    mean_recovery,
+    merge,
+    scrape_faults,
+)
 
 
 def test_episodes_run_from_the_first_sample_above_to_the_first_back_below() -> None:
@@ -37,12 +43,26 @@ def test_a_restart_is_not_judged() -> None:
     assert failed_shares(scraped, failed, total) == [(2.0, 1.0), (4.0, 0.5)]
 
 
-def test_overlapping_episodes_of_instances_are_one_fault() -> None:
-    a = {"start": 10.0, "end": 20.0, "seconds": 10.0, "recovered": True}
-    b = {"start": 12.0, "end": 25.0, "seconds": 13.0, "recovered": True}
-    c = {"start": 40.0, "end": 50.0, "seconds": 10.0, "recovered": False}
-    d = {"start": 45.0, "end": 48.0, "seconds": 3.0, "recovered": True}
-    assert merge([c, b, a, d]) == [
-        {"start": 10.0, "end": 25.0, "seconds": 15.0, "recovered": True},
-        {"start": 40.0, "end": 50.0, "seconds": 10.0, "recovered": False},
+def test_a_fault_runs_from_its_first_to_its_last_faulty_scrape() -> None:
+    shares = [(1.0, 0.0), (2.0, 0.4), (3.0, 1.0), (4.0, 0.3), (5.0, 0.05), (6.0, 0.5)]
+    found = scrape_faults(shares, threshold=0.05)
+    assert found == [
+        # Began within (1, 2], ended within (3, 4]: 2 s to within one interval.
+        {"start": 2.0, "end": 4.0, "seconds": 2.0, "recovered": True, "recovered_at": 5.0},
+        # One faulty scrape, still under way at the end.
+        {"start": 6.0, "end": 6.0, "seconds": 0.0, "recovered": False, "recovered_at": None},
     ]
+    assert mean_recovery(found) == 2.0
+
+
+def _fault(start: float, end: float, recovered_at: float | None) -> dict[str, object]:
+    return {"start": start, "end": end, "seconds": end - start,
+            "recovered": recovered_at is not None, "recovered_at": recovered_at}  # fmt: skip
+
+
+def test_overlapping_faults_of_instances_are_one_fault() -> None:
+    a, b = _fault(10.0, 20.0, 21.0), _fault(12.0, 25.0, 26.0)
+    c, d = _fault(40.0, 50.0, None), _fault(45.0, 48.0, 49.0)
+    e, f = _fault(60.0, 70.0, 71.0), _fault(65.0, 70.0, 72.0)
+    assert merge([c, b, a, f, d, e]) == [_fault(10.0, 25.0, 26.0), _fault(40.0, 50.0, None),
+                                         _fault(60.0, 70.0, 72.0)]  # fmt: skip

@@ -385,7 +385,7 @@ def error_faults(r: Reader, threshold: float | None) -> dict[str, Any]:
     per_job: dict[str, list[dict[str, Any]]] = {}
     for key, times in scraped.items():
         shares = recovery.failed_shares(times, failures.get(key, {}), totals.get(key, {}))
-        per_job.setdefault(key[0], []).extend(recovery.episodes(shares, threshold))
+        per_job.setdefault(key[0], []).extend(recovery.scrape_faults(shares, threshold))
     found: dict[str, Any] = {}
     for job, instance_episodes in sorted(per_job.items()):
         episodes = recovery.merge(instance_episodes)

@@ -1,15 +1,17 @@
 """Faults and recoveries in a window: how long the service took to recover, MTTR-style.
 
-Two views. The error rate: a fault is a stretch of scrapes of a target whose requests failed
+Two views. The error rate: a fault is a run of scrapes of a target whose requests failed
 more often than the ``api_error_rate`` warning level, scrape by scrape: each scrape of the
 target's request counters says how many requests ended since the previous one and how many
-of them failed (a 5xx status or an ``error_type``). The stretch lasts from the first scrape
-above the level to the first scrape back at or below it that counted requests, so its
-duration is the fault's to within one scrape interval; one still under way at the window's
-end is reported as not recovered. Scrapes that counted no request say nothing either way
-and are skipped: a service is recovered once requests succeed again. A rolling ratio (the
-recorded 5m one the alerts read) would add its window to every fault's duration. Faults of
-the instances of one job that overlap are one fault of the job.
+of them failed (a 5xx status or an ``error_type``). A fault begins within the interval
+before its first such scrape and ends within the interval before its last one (the one
+after it is back at or below the level), so the time from its first to its last faulty
+scrape is its duration to within one scrape interval, without a bias either way; a fault
+shorter than an interval reads 0 s. One still under way at the window's end is reported as
+not recovered. Scrapes that counted no request say nothing either way and are skipped: a
+service has recovered once requests succeed again. A rolling ratio (the recorded 5m one the
+alerts read) would add its window to every fault's duration. Faults of the instances of one
+job that overlap are one fault of the job.
 
 The dependencies: each circuit breaker that closed again in the window recorded how long it
 had been open (``inferwatch_upstream_circuit_recovery_seconds``), whose mean over the window
@@ -79,18 +81,49 @@ def failed_shares(
     return out
 
 
+def scrape_faults(shares: Iterable[tuple[float, float]], threshold: float) -> list[dict[str, Any]]:
+    """Faults in :func:`failed_shares`' output: runs of scrapes above ``threshold``, from the
+    first to the last of them; ``recovered_at`` is the first scrape back at or below it."""
+    found: list[dict[str, Any]] = []
+    first: float | None = None
+    last = 0.0
+    for at, share in shares:
+        if share > threshold:
+            if first is None:
+                first = at
+            last = at
+        elif first is not None:
+            found.append(_fault(first, last, at))
+            first = None
+    if first is not None:
+        found.append(_fault(first, last, None))
+    return found
+
+
+def _fault(start: float, end: float, recovered_at: float | None) -> dict[str, Any]:
+    return {
+        "start": start,
+        "end": end,
+        "seconds": end - start,
+        "recovered": recovered_at is not None,
+        "recovered_at": recovered_at,
+    }
+
+
 def merge(found: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Overlapping episodes (of a job's instances) as one each: from the first start to the
-    last end, recovered only if the one that ended last recovered."""
+    """Overlapping faults (of a job's instances) as one each: from the first start to the
+    last end, recovered when the one that ended last recovered (all of them, if several)."""
     merged: list[dict[str, Any]] = []
     for e in sorted(found, key=lambda x: (x["start"], x["end"])):
-        if merged and e["start"] <= merged[-1]["end"]:
-            last = merged[-1]
-            if e["end"] > last["end"]:
-                last["end"], last["recovered"] = e["end"], e["recovered"]
-            elif e["end"] == last["end"]:
-                last["recovered"] = last["recovered"] and e["recovered"]
-            last["seconds"] = last["end"] - last["start"]
-        else:
+        if not merged or e["start"] > merged[-1]["end"]:
             merged.append(dict(e))
+            continue
+        last = merged[-1]
+        if e["end"] > last["end"]:
+            last.update(end=e["end"], recovered=e["recovered"], recovered_at=e["recovered_at"])
+        elif e["end"] == last["end"]:
+            both = last["recovered"] and e["recovered"]
+            at = max(last["recovered_at"], e["recovered_at"]) if both else None
+            last.update(recovered=both, recovered_at=at)
+        last["seconds"] = last["end"] - last["start"]
     return merged

@@ -171,8 +171,9 @@ def tables(report: dict[str, Any]) -> list[Table]:
                  num(e["mttr_seconds"], "{:.0f} s")]
                 for job, e in sorted(faults.get("jobs", {}).items())
             ],
-            f"A fault: scrapes in which more than {pct(faults.get('threshold'))} of the "
-            "requests failed, until one at or below it; MTTR: their mean duration.",
+            f"A fault: scrapes in a row in which more than {pct(faults.get('threshold'))} "
+            "of the requests failed, from the first to the last (to within a scrape "
+            "interval); MTTR: the mean duration of those that ended.",
         )
     )  # fmt: skip
     growth = f["memory_leak"].get("job_memory_growth", {})

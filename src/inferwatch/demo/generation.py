@@ -17,6 +17,7 @@ Kind = Literal["audio", "music", "video"]
 Priority = Literal["high", "normal", "low"]
 
 SAMPLE_RATE = 8000  # 8-bit mono at 8 kHz keeps payloads small: 8 kB per second of audio
+MAX_REQUEST_BATCH = 64  # inputs one request may carry (its ``batch_size``)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,15 @@ class ScheduledRequest(BaseModel):
         return self
 
 
-class AudioRequest(ScheduledRequest):
+class BatchedRequest(ScheduledRequest):
+    """A synchronous generation of ``batch_size`` takes of one prompt, which the model runs
+    together in one batch: a client-side batch, so that throughput can be measured against
+    batch size (the batch metrics record it as that many requests)."""
+
+    batch_size: int = Field(1, ge=1, le=MAX_REQUEST_BATCH)
+
+
+class AudioRequest(BatchedRequest):
     prompt: str = Field(min_length=1, max_length=2000)
     duration_seconds: float = Field(gt=0.0, le=30.0)
     voice: str = Field("default", min_length=1, max_length=64)
@@ -74,7 +83,7 @@ class AudioRequest(ScheduledRequest):
         return "audio"
 
 
-class MusicRequest(ScheduledRequest):
+class MusicRequest(BatchedRequest):
     prompt: str = Field(min_length=1, max_length=2000)
     duration_seconds: float = Field(gt=0.0, le=300.0)
     bpm: int = Field(120, ge=40, le=240)

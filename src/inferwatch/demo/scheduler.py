@@ -5,6 +5,10 @@ waits for a first request, makes sure the model is loaded, then gathers up to
 ``max_batch_size`` requests for at most ``batch_window`` seconds and runs them as one. A
 request that gives up while queued (timeout, client gone) leaves the queue at once, so it
 never takes a place in a batch.
+
+A request may carry several inputs (its ``size``, the client's ``batch_size``): they count
+as that many requests of the batch and stay together, so one larger than ``max_batch_size``
+runs as a batch of its own size.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Ticket:
     duration: float = field(compare=False)
     picked: asyncio.Future[None] = field(compare=False)  # set when a batch takes it
     done: asyncio.Future[None] = field(compare=False)  # set when its batch has run
+    size: int = field(default=1, compare=False)  # inputs it carries, run in the same batch
 
 
 class Admission:
@@ -65,8 +70,18 @@ class ModelQueue:
             heapq.heapify(self.heap)
             self.changed.set()
 
+    @property
+    def inputs(self) -> int:
+        return sum(t.size for t in self.heap)
+
     def take(self, n: int) -> list[Ticket]:
-        taken = [heapq.heappop(self.heap) for _ in range(min(n, len(self.heap)))]
+        """Tickets in priority order while their inputs fit in ``n``; the first always."""
+        taken: list[Ticket] = []
+        inputs = 0
+        while self.heap and (not taken or inputs + self.heap[0].size <= n):
+            ticket = heapq.heappop(self.heap)
+            taken.append(ticket)
+            inputs += ticket.size
         return [t for t in taken if not t.picked.done()]  # skip any cancelled meanwhile
 
 
@@ -101,10 +116,13 @@ class Scheduler:
         self.waiting += 1
         return Admission(self)
 
-    def submit(self, model: str, duration: float, priority: str) -> Ticket:
-        """Queue one request of ``duration`` output seconds. Its ``picked`` future resolves
-        when a batch takes it (the end of its queue stage), ``done`` when that batch has run;
-        a request that gives up must :meth:`withdraw` its ticket."""
+    def submit(self, model: str, duration: float, priority: str, size: int = 1) -> Ticket:
+        """Queue one request of ``size`` inputs of ``duration`` output seconds each. Its
+        ``picked`` future resolves when a batch takes it (the end of its queue stage),
+        ``done`` when that batch has run; a request that gives up must :meth:`withdraw` its
+        ticket."""
+        if size < 1:
+            raise ValueError(f"a request carries at least one input, got {size}")
         loop = asyncio.get_running_loop()
         ticket = Ticket(
             PRIORITIES[priority],
@@ -112,6 +130,7 @@ class Scheduler:
             duration,
             loop.create_future(),
             loop.create_future(),
+            size,
         )
         self._queue(model).put(ticket)
         return ticket
@@ -163,7 +182,7 @@ class Scheduler:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self.batch_window
-        while queue.heap and len(queue.heap) < self.max_batch_size:
+        while queue.heap and queue.inputs < self.max_batch_size:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -175,10 +194,11 @@ class Scheduler:
     async def _run(self, model: str, batch: list[Ticket], waited: float) -> None:
         for ticket in batch:
             ticket.picked.set_result(None)
-        self.infer.batch(model, len(batch), waited)
+        self.infer.batch(model, sum(t.size for t in batch), waited)
         try:
             kind = CATALOGUE[model].kind
-            await self.generator.generate_batch(kind, [t.duration for t in batch])
+            durations = [t.duration for t in batch for _ in range(t.size)]
+            await self.generator.generate_batch(kind, durations)
         except asyncio.CancelledError:
             self._fail(batch, asyncio.CancelledError())
             raise

@@ -279,9 +279,12 @@ class DemoService:
         return len(response.content)
 
     # -- generation -------------------------------------------------------------------------
-    async def generate(self, spec: ModelSpec, prompt: str, duration: float, priority: str) -> None:
-        """One generation under the request deadline (TimeoutError past it); QueueFull when
-        too many requests are waiting; InjectedFault when a fault fires."""
+    async def generate(
+        self, spec: ModelSpec, prompt: str, duration: float, priority: str, batch_size: int = 1
+    ) -> None:
+        """One generation of ``batch_size`` takes, run in one batch, under the request deadline
+        (TimeoutError past it); QueueFull when too many requests are waiting; InjectedFault
+        when a fault fires."""
         try:
             admission = self.scheduler.admit()
         except QueueFull:
@@ -290,12 +293,14 @@ class DemoService:
         try:
             async with self.infer.request(spec.name) as req:
                 timeout = self.faults.get().timeout_seconds
-                pipeline = self._pipeline(req, spec, prompt, duration, priority, admission)
+                pipeline = self._pipeline(
+                    req, spec, prompt, duration, priority, admission, batch_size
+                )
                 await asyncio.wait_for(pipeline, timeout)
-                req.produced(*produced(spec.kind, duration))
+                req.produced(*produced(spec.kind, duration * batch_size))
         finally:
             admission.release()
-        self.generated.labels(spec.kind).inc(duration)
+        self.generated.labels(spec.kind).inc(duration * batch_size)
 
     async def _pipeline(
         self,
@@ -305,11 +310,12 @@ class DemoService:
         duration: float,
         priority: str,
         admission: Any,
+        batch_size: int = 1,
     ) -> None:
         async with req.stage("preprocess"):
             await self.faults.before_generation()
             await self.cache.conditioning(spec.name, prompt)
-        ticket = self.scheduler.submit(spec.name, duration, priority)
+        ticket = self.scheduler.submit(spec.name, duration, priority, batch_size)
         try:
             async with req.queued(priority):
                 await ticket.picked
@@ -322,14 +328,15 @@ class DemoService:
             await self.generator.work(POSTPROCESS, duration)
 
     async def generate_now(
-        self, spec: ModelSpec, prompt: str, duration: float, priority: str
+        self, spec: ModelSpec, prompt: str, duration: float, priority: str, batch_size: int = 1
     ) -> Job:
-        """A synchronous generation, recorded in the database as it starts and ends."""
+        """A synchronous generation (of ``batch_size`` takes), recorded in the database as it
+        starts and ends."""
         job = Job.new(spec.kind, spec.name, duration, priority, status="running")
         async with database_errors():
             await self.db.insert(job)  # first: a busy database refuses before any model work
         try:
-            await self.generate(spec, prompt, duration, priority)
+            await self.generate(spec, prompt, duration, priority, batch_size)
         except BaseException as exc:
             with contextlib.suppress(Exception):
                 await self.db.update(job.job_id, status="failed", error=_reason(exc)[:500],
@@ -340,7 +347,7 @@ class DemoService:
                 job.job_id,
                 status="done",
                 finished_at=time.time(),
-                result_bytes=result_size(spec.kind, duration),
+                result_bytes=result_size(spec.kind, duration) * batch_size,
             )
         return job
 

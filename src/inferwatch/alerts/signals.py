@@ -1151,12 +1151,15 @@ class Saturation:
 
     component: str  # the `component` label: pool, cache, upstream, model_queue, cpu, gpu
     level: str  # of the per-component record's name, as the other rules name theirs
-    title: str  # what the resource is, for the report ("Connection pool")
+    kind: str  # the report's name for the candidate
+    headline: str  # the report's title of the candidate; {resource} is filled in
     labels: tuple[str, ...]  # of the score, as its pressures are aggregated
     resource: tuple[str, ...]  # the labels naming the resource, joined into `resource`
     pressures: tuple[Pressure, ...]
     recommendations: tuple[str, ...]
     prepare: tuple[Rule, ...] = ()  # rules only the pressures read, evaluated first
+    # The machine's (the exporter's series), not a service's: no job of the service selects it.
+    host: bool = False
 
     @property
     def series(self) -> str:
@@ -1166,7 +1169,8 @@ class Saturation:
 POOL_SATURATION = Saturation(
     component="pool",
     level="job_pool",
-    title="Connection pool",
+    kind="pool_saturation",
+    headline="Connection pool {resource} saturated",
     labels=POOL,
     resource=("db_client_connection_pool_name",),
     pressures=(
@@ -1196,7 +1200,8 @@ POOL_SATURATION = Saturation(
 CACHE_SATURATION = Saturation(
     component="cache",
     level="job_cache",
-    title="Cache",
+    kind="cache_misses",
+    headline="Cache {resource} missing",
     labels=("job", "cache"),
     resource=("cache",),
     # Every miss recomputes: the miss ratio against the one CacheLowHitRate allows.
@@ -1211,7 +1216,8 @@ CACHE_SATURATION = Saturation(
 UPSTREAM_SATURATION = Saturation(
     component="upstream",
     level="job_peer",
-    title="Dependency",
+    kind="upstream",
+    headline="Dependency {resource} slow or failing",
     labels=PEER,
     resource=("peer",),
     pressures=(
@@ -1238,7 +1244,8 @@ UPSTREAM_SATURATION = Saturation(
 QUEUE_SATURATION = Saturation(
     component="model_queue",
     level="job_model",
-    title="Model queue",
+    kind="model_queue",
+    headline="Requests waiting for model {resource}",
     labels=("job", "model"),
     resource=("model",),
     # Time in the model's queue is time the response waits: a P95 wait as long as the API's
@@ -1265,7 +1272,9 @@ QUEUE_SATURATION = Saturation(
 CPU_SATURATION = Saturation(
     component="cpu",
     level="instance",
-    title="Host CPU",
+    kind="cpu",
+    headline="CPU busy on {resource}",
+    host=True,
     labels=HOST,
     resource=("instance",),
     pressures=(Pressure("usage", "instance:inferwatch_host_cpu_usage:ratio_rate5m", CPU_USAGE),),
@@ -1278,7 +1287,9 @@ CPU_SATURATION = Saturation(
 GPU_SATURATION = Saturation(
     component="gpu",
     level="gpu",
-    title="GPU",
+    kind="gpu",
+    headline="GPU {resource} busy",
+    host=True,
     labels=GPU,
     resource=("instance", "gpu"),
     pressures=(
@@ -1300,3 +1311,5 @@ SATURATIONS: tuple[Saturation, ...] = (
     CPU_SATURATION,
     GPU_SATURATION,
 )
+# A matcher of the machine's components, which a service's job does not select.
+HOST_COMPONENTS = 'component=~"' + "|".join(s.component for s in SATURATIONS if s.host) + '"'

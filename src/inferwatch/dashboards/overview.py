@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inferwatch.alerts import promql
-from inferwatch.alerts.signals import SATURATION
+from inferwatch.alerts.signals import HOST_COMPONENTS, SATURATION
 from inferwatch.alerts.slo import SLIS, budget
 from inferwatch.alerts.thresholds import Thresholds
 from inferwatch.alerts.units import format_percent
@@ -75,15 +75,14 @@ def _slo_panels(t: Thresholds) -> tuple[Panel, ...]:
 
 
 LIKELY = 1.0  # a saturation score at its judge's warning level
-# The service's components by the chosen jobs; the host's CPU and GPUs are the exporter's, whose
-# job the job variable does not list (the report reads them the same way).
-HOST_COMPONENTS = 'component=~"cpu|gpu"'
 BOTTLENECK_SHOWN = 10
 
 
 def bottleneck_query() -> str:
-    """The ranking the panel shows and ``inferwatch report`` ranks by, highest first. Every
-    scored component is listed, so the panel has rows when nothing is saturated too."""
+    """The ranking the panel shows, highest first. Every scored component is listed, so the
+    panel has rows when nothing is saturated too. The service's components are those of the
+    chosen jobs; the host's CPU and GPUs are the exporter's, whose job the job variable does
+    not list (``inferwatch report`` reads them the same way)."""
     chosen = f"{SATURATION}{p.sel(p.JOB)} or {SATURATION}{p.sel(HOST_COMPONENTS)}"
     return f"sort_desc(topk({BOTTLENECK_SHOWN}, {chosen}))"
 

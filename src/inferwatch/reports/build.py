@@ -47,6 +47,7 @@ def build_report(args: argparse.Namespace, thresholds: Thresholds) -> tuple[dict
         report["charts"] = charts.render(
             args.prometheus, chart_window, thresholds, args.out, quiet=args.quiet
         )
+        report["section_charts"] = charts.sections(figures, args.out)
     if args.calibrate:
         report["calibration"] = calibrate.write_overlay(figures, args.calibrate)
     return report, output.write(report, args.out, args.format)

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from inferwatch.alerts.promql import ERROR_STATUS, ERROR_TYPE_SET, selector
-from inferwatch.reports import recovery
+from inferwatch.reports import recovery, timeline
 from inferwatch.reports.query import Reader, Window
 from inferwatch.stack.prometheus_api import Prometheus
 
@@ -447,4 +447,6 @@ def collect(
     figures["jobs"] = jobs(r)
     figures["cost"] = cost_quantities(r)
     figures["error_faults"] = error_faults(r, fault_ratio)
+    figures["trends"] = timeline.resource_trends(r)
+    figures["scalability"] = timeline.scalability(r)
     return figures

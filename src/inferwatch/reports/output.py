@@ -34,6 +34,7 @@ def markdown(report: dict[str, Any]) -> str:
         for row in table.rows:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
         lines += (["", f"_{table.note}_"] if table.note else []) + [""]
+        lines += [f"![{table.title}]({table.chart})", ""] if table.chart else []
     if report.get("charts"):
         lines += ["## Dashboards", ""]
         lines += [f"![{Path(p).stem}]({p})" for p in report["charts"]] + [""]
@@ -57,6 +58,8 @@ def _html_table(table: Table) -> str:
     parts.append("</table>")
     if table.note:
         parts.append(f'<p class="note">{html.escape(table.note)}</p>')
+    if table.chart:
+        parts.append(f'<img src="{html.escape(table.chart)}" alt="{html.escape(table.title)}">')
     return "\n".join(parts)
 
 

@@ -13,6 +13,7 @@ class Table:
     headers: list[str]
     rows: list[list[str]] = field(default_factory=list)
     note: str = ""
+    chart: str = ""  # a PNG drawn for the table, relative to the report's folder
 
 
 def ms(v: float | None) -> str:
@@ -39,6 +40,106 @@ def _evidence(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+_TREND_NAMES = {"process_cpu": "Process CPU", "process_rss": "Process RSS", "host_cpu": "Host CPU"}
+
+
+def _level(v: float, unit: str) -> str:
+    if unit == "bytes":
+        return mib(v)
+    if unit == "ratio":
+        return pct(v)
+    return f"{v:.3f} {unit}"
+
+
+def _per_hour(v: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{v / 2**20:+.2f} MiB/h"
+    if unit == "ratio":
+        return f"{v * 100:+.3f} pp/h"  # percentage points
+    return f"{v:+.4f} {unit}/h"
+
+
+def _direction(line: dict[str, Any]) -> str:
+    low, high = line["ci95_per_hour"]
+    if low > 0:
+        return "rising"
+    if high < 0:
+        return "falling"
+    return "flat (interval holds 0)"
+
+
+def trend_table(report: dict[str, Any]) -> Table:
+    found = report["figures"].get("trends", {})
+    rows = []
+    for line in found.get("series", []):
+        unit, fit = line["unit"], line["fit"]
+        low, high = line["ci95_per_hour"]
+        rows.append(
+            [_TREND_NAMES.get(line["resource"], line["resource"]), line["subject"],
+             f"{fit['n']} ({fit['n_effective']:.1f})", _level(line["fitted_start"], unit),
+             _level(line["fitted_end"], unit), _per_hour(line["slope_per_hour"], unit),
+             f"{_per_hour(low, unit)} to {_per_hour(high, unit)}", _direction(line)]
+        )  # fmt: skip
+    steps = found.get("step_seconds", {})
+    return Table(
+        "Trends",
+        ["Series", "Subject", "n (effective)", "Fitted start", "Fitted end", "Slope",
+         "95% interval", "Trend"],
+        rows,
+        "Least-squares line over the window's samples (every "
+        f"{num(steps.get('gauges'), '{:.3g}')} s; CPU as the rate between samples "
+        f"{num(steps.get('counters'), '{:.3g}')} s apart). The slope's 95% interval is from the "
+        "residuals, Student's t on n_eff - 2 degrees of freedom, n_eff being n reduced for "
+        "the residuals' lag-1 autocorrelation. pp: percentage points.",
+        report.get("section_charts", {}).get("trends", ""),
+    )  # fmt: skip
+
+
+def _band(row: dict[str, Any], whole: bool = False) -> str:
+    low, high = row["low"], row["high"]
+    if not whole:
+        return f"{low:g}-{high:g}"
+    first = int(low) + 1
+    return str(int(high)) if first >= int(high) else f"{first}-{int(high)}"
+
+
+def scalability_tables(report: dict[str, Any]) -> list[Table]:
+    found = report["figures"].get("scalability", {})
+    chart = report.get("section_charts", {}).get("scalability", "")
+    step = num(found.get("step_seconds"), "{:.3g}")
+    by_concurrency = Table(
+        "Scalability by concurrency",
+        ["In flight", "Mean in flight", "Seconds", "Requests", "Throughput", "P50", "P95",
+         "P99"],
+        [
+            [_band(r), f"{r['level_avg']:.2f}", f"{r['seconds']:.1f}",
+             str(round(r["counts"]["requests"])), f"{r['per_second']['requests']:.2f} req/s",
+             *(ms(r["latency_seconds"].get(k)) for k in ("p50", "p95", "p99"))]
+            for r in found.get("concurrency", [])
+        ],
+        f"The window in {step} s intervals, each classed by its mean number of HTTP requests "
+        "in flight (Little's law: the seconds its completed requests took, over its length); "
+        "intervals without requests left out.",
+    )  # fmt: skip
+    by_batch = Table(
+        "Scalability by batch size",
+        ["Batch size", "Mean batch", "Seconds", "Batches", "Inputs", "Inputs/s", "Requests/s",
+         "P50", "P95"],
+        [
+            [_band(r, whole=True), f"{r['batch_size_avg']:.2f}", f"{r['seconds']:.1f}",
+             str(round(r["counts"]["batches"])), str(round(r["counts"]["items"])),
+             f"{r['per_second']['items']:.2f}", f"{r['per_second']['requests']:.2f}",
+             *(ms(r["latency_seconds"].get(k)) for k in ("p50", "p95"))]
+            for r in found.get("batch_size", [])
+        ],
+        f"The window in {step} s intervals, each classed by the mean size of the batches the "
+        "models ran in it; latency of the inference requests completed in those intervals. "
+        "Inputs: requests the batches held (a request's batch_size counts as that many).",
+        chart,
+    )  # fmt: skip
+    return [by_concurrency, by_batch]
 
 
 def _verdict(result: dict[str, Any]) -> str:
@@ -110,6 +211,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
     rows += [[f"RSS growth {k}", f"{v / 1024:.1f} KiB/s", ""]
              for k, v in f["memory_leak"]["rss_growth_bytes_per_second"].items()]  # fmt: skip
     out.append(Table("Resources", ["Series", "Average", "Max"], rows))
+    out.append(trend_table(report))
+    out += scalability_tables(report)
     out.append(
         Table(
             "Connection pools",

@@ -135,3 +135,18 @@ def test_intervals_grouped_by_level() -> None:
     assert four["level_avg"] == 3.5
     # 50 of 100 under 0.1 s: the P95 (rank 95) is 0.1 + 0.9 * 45 / 50
     assert four["latency_seconds"]["p95"] == pytest.approx(0.1 + 0.9 * 45 / 50)
+
+
+def test_counter_steps_count_a_series_born_inside_the_window_from_zero() -> None:
+    from inferwatch.reports.timeline import _increases
+
+    times = [0.0, 2.0, 4.0, 6.0, 8.0]
+    # Absent at the window's start: born inside it, so its first value is all increase.
+    assert _increases(times, {4.0: 5.0, 6.0: 7.0, 8.0: 7.0}) == {4.0: 5.0, 6.0: 2.0, 8.0: 0.0}
+    # Present from the start: only what it gained; after a missing sample the gain lands on
+    # the next step that has one.
+    assert _increases(times, {0.0: 10.0, 2.0: 12.0, 6.0: 20.0, 8.0: 3.0}) == {
+        2.0: 2.0,
+        6.0: 8.0,
+        8.0: 3.0,  # a reset: counted anew
+    }

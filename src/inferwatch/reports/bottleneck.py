@@ -1,8 +1,15 @@
 """Rank the likely constraint of a load-test window, with the figures behind each guess.
 
-Each candidate's score is how far its worst figure went past the thresholds file's warning
-level (1.0 = right at the warning), plus a fixed bump for hard evidence such as pool
-timeouts, so that one unit means the same thing across candidates.
+The scores are the recorded saturation scores (``component:inferwatch_saturation:ratio``, one
+per component and resource, see ``SATURATIONS`` in :mod:`inferwatch.alerts.signals`): the
+same series the overview's "Likely bottleneck now" panel shows, so the report and the panel
+agree by construction. A candidate's score is the highest its worst resource reached in the
+window (what the panel showed at its worst); 1 is the warning level of the alert judging its
+pressure, so one unit means the same thing across candidates, and ``likely`` marks those at
+or past it. Scores measure waiting and refusal (acquire waits, timeouts, misses, slow or
+failing attempts, queue waits, busy CPUs and GPUs), never a momentary maximum.
+
+The window's own figures (pool waits, hit ratios, attempts...) come along as evidence.
 """
 
 from __future__ import annotations
@@ -11,154 +18,131 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
+from inferwatch.alerts.signals import SATURATIONS, Saturation, Signal
 from inferwatch.alerts.thresholds import Levels, Thresholds
 
 Candidate = dict[str, Any]
-MIN_CACHE_GETS = 10  # fewer lookups say nothing about a hit ratio
+Figures = Mapping[str, Any]
+LIKELY = 1.0  # a score at its judge's warning level
+BY_COMPONENT = {s.component: s for s in SATURATIONS}
 
 
-def _warning(t: Thresholds, key: str, fallback: float) -> float:
-    levels = t.signals.get(key)
-    if isinstance(levels, Levels) and isinstance(levels.warning, Fraction):
-        return float(levels.warning)
-    return fallback
-
-
-def _worst(by_key: Mapping[str, Mapping[str, float | None]], field: str) -> float | None:
-    found = [v[field] for v in by_key.values() if v.get(field) is not None]
-    return max(found) if found else None  # type: ignore[type-var]
-
-
-def _pool(f: dict, t: Thresholds) -> Candidate | None:
-    if not f["pools"]:
+def _level(t: Thresholds, signal: Signal) -> float | None:
+    """The level a pressure is scored against: the warning, else the critical level."""
+    levels = t.signals.get(signal.key)
+    if not isinstance(levels, Levels):
         return None
-    warn = _warning(t, "db_pool_usage", 0.7)
-    best = None
-    for p in f["pools"]:
-        usage = p["usage"].get("max") or 0.0
-        pending = p["pending"].get("max") or 0.0
-        score = usage / warn + (1.0 if p["timeouts"] else 0.0) + (0.5 if pending else 0.0)
-        if best is None or score > best["score"]:
-            best = {
-                "kind": "pool_saturation",
-                "title": f"Connection pool {p['pool']} saturated",
-                "score": score,
-                "evidence": {
-                    "pool": p["pool"],
-                    "usage_max": usage,
-                    "usage_warning": warn,
-                    "pending_max": pending,
-                    "timeouts": p["timeouts"],
-                    "wait_seconds_avg": p["wait_seconds_avg"],
-                },
-                "recommendations": [
-                    "Raise the pool size (and the database's max connections) or shorten "
-                    "what holds a connection: no network or model calls inside a transaction.",
-                    "Look for leaked or long-held connections (use time per checkout).",
-                    "Set a pool timeout below the request deadline so requests fail fast.",
-                ],
-            }
-    return best
+    level = levels.warning if levels.warning is not None else levels.critical
+    return float(level) if isinstance(level, Fraction) else None
 
 
-def _cache(f: dict, t: Thresholds) -> Candidate | None:
-    warn = _warning(t, "cache_hit_rate", 0.8)  # alerts below
-    caches = [c for c in f["caches"] if c["gets"] >= MIN_CACHE_GETS and c["hit_ratio"] is not None]
-    if not caches:
-        return None
-    c = min(caches, key=lambda c: c["hit_ratio"])
+def _levels(saturation: Saturation, t: Thresholds) -> dict[str, float | None]:
+    """``{<judging signal>_level: level}``: what each pressure is scored against, in the
+    report's thresholds (the rules that recorded the scores were made from the stack's)."""
+    return {f"{p.judged_by.key}_level": _level(t, p.judged_by) for p in saturation.pressures}
+
+
+def _one(rows: list[dict[str, Any]], key: str, value: str) -> dict[str, Any]:
+    return next((row for row in rows if row.get(key) == value), {})
+
+
+def _pool(f: Figures, resource: str) -> dict[str, Any]:
+    p = _one(f["pools"], "pool", resource)
     return {
-        "kind": "cache_misses",
-        "title": f"Cache {c['cache']} missing",
-        "score": (1 - c["hit_ratio"]) / (1 - warn),
-        "evidence": {
-            "cache": c["cache"],
-            "hit_ratio": c["hit_ratio"],
-            "hit_ratio_warning": warn,
-            "gets": c["gets"],
-            "misses": c["gets"] - c["hits"],
-        },
-        "recommendations": [
-            "Check that the cache is up and not being flushed (evictions, restarts, TTLs).",
-            "Warm the cache on deploy with the most frequent prompts or conditionings.",
-            "Give the cache more memory if entries are evicted before they are reused.",
-        ],
+        "timeouts": p.get("timeouts"),
+        "waits": p.get("waits"),
+        "wait_seconds_avg": p.get("wait_seconds_avg"),
+        "wait_seconds_p90": p.get("wait_seconds", {}).get("p90"),
+        "pending_max": p.get("pending", {}).get("max"),
+        "usage_avg": p.get("usage", {}).get("avg"),
+        "usage_max": p.get("usage", {}).get("max"),
     }
 
 
-def _gpu(f: dict, t: Thresholds) -> Candidate | None:
-    avg = _worst(f["resources"]["gpu_utilization"], "avg")
-    if avg is None:
-        return None
-    warn = _warning(t, "gpu_utilization", 0.9)
-    memory = _worst(f["resources"]["gpu_memory_usage"], "max")
+def _cache(f: Figures, resource: str) -> dict[str, Any]:
+    c = _one(f["caches"], "cache", resource)
+    gets, hits = c.get("gets"), c.get("hits")
     return {
-        "kind": "gpu",
-        "title": "GPU busy",
-        "score": max(avg / warn, (memory or 0) / _warning(t, "gpu_memory", 0.9)),
-        "evidence": {"utilization_avg": avg, "utilization_warning": warn, "memory_max": memory},
-        "recommendations": [
-            "Add GPUs or replicas; batch more requests per forward pass.",
-            "Use a smaller or quantised model for latency-sensitive routes.",
-        ],
+        "hit_ratio": c.get("hit_ratio"),
+        "gets": gets,
+        "misses": None if gets is None or hits is None else gets - hits,
     }
 
 
-def _cpu(f: dict, t: Thresholds) -> Candidate | None:
-    avg = _worst(f["resources"]["cpu_usage"], "avg")
-    if avg is None:
-        return None
-    warn = _warning(t, "cpu_usage", 0.7)
+def _upstream(f: Figures, resource: str) -> dict[str, Any]:
+    u = _one(f["upstream"], "peer", resource)
     return {
-        "kind": "cpu",
-        "title": "CPU busy",
-        "score": avg / warn,
-        "evidence": {
-            "cpu_usage_avg": avg,
-            "cpu_usage_max": _worst(f["resources"]["cpu_usage"], "max"),
-            "cpu_usage_warning": warn,
-        },
-        "recommendations": [
-            "Profile pre- and post-processing; move encoding off the event loop.",
-            "Add workers or CPU, or move the load generator to another machine.",
-        ],
+        "attempts": u.get("attempts"),
+        "failed_attempts": u.get("failed_attempts"),
+        "attempt_seconds_p95": u.get("attempt_seconds", {}).get("p95"),
+        "retries": u.get("retries"),
+        "breaker_opened": u.get("breaker", {}).get("opened"),
     }
 
 
-def _queue(f: dict, t: Thresholds) -> Candidate | None:
+def _queue(f: Figures, resource: str) -> dict[str, Any]:
+    m = _one(f["models"], "model", resource)
     q = f["queue"]
-    if q["queue_share"] is None:
-        return None
-    depth = q["depth"].get("max") or 0.0
-    # Half the inference time spent waiting in the queue counts as "at the warning".
     return {
-        "kind": "model_queue",
-        "title": "Requests waiting for the model",
-        "score": q["queue_share"] / 0.5 + (0.5 if depth >= 10 else 0.0),
-        "evidence": {
-            "queue_share_of_inference_time": q["queue_share"],
-            "queue_depth_max": depth,
-            "queue_seconds_total": q["queue_seconds_total"],
-        },
-        "recommendations": [
-            "Raise the batch size or add model replicas.",
-            "Reject early (429) when the queue is long rather than let deadlines expire.",
-        ],
+        "queue_seconds_p95": m.get("queue_seconds", {}).get("p95"),
+        "queue_share_of_inference_time": q.get("queue_share"),
+        "queue_depth_max": q.get("depth", {}).get("max"),
     }
 
 
-CANDIDATES: tuple[Callable[[dict, Thresholds], Candidate | None], ...] = (
-    _pool,
-    _cache,
-    _gpu,
-    _cpu,
-    _queue,
-)
+def _cpu(f: Figures, resource: str) -> dict[str, Any]:
+    cpu = f["resources"]["cpu_usage"].get(resource, {})
+    return {"cpu_usage_avg": cpu.get("avg"), "cpu_usage_max": cpu.get("max")}
 
 
-def rank(figures: dict, thresholds: Thresholds) -> list[Candidate]:
-    """Most likely constraint first; ``likely`` marks those past their warning level."""
-    found = [c for make in CANDIDATES if (c := make(figures, thresholds)) is not None]
-    for c in found:
-        c["likely"] = c["score"] >= 1.0
-    return sorted(found, key=lambda c: c["score"], reverse=True)
+def _gpu(f: Figures, resource: str) -> dict[str, Any]:
+    gpu = resource.rpartition("/")[2]  # instance/gpu
+    res = f["resources"]
+    return {
+        "utilization_avg": res["gpu_utilization"].get(gpu, {}).get("avg"),
+        "memory_max": res["gpu_memory_usage"].get(gpu, {}).get("max"),
+    }
+
+
+EVIDENCE: dict[str, Callable[[Figures, str], dict[str, Any]]] = {
+    "pool": _pool,
+    "cache": _cache,
+    "upstream": _upstream,
+    "model_queue": _queue,
+    "cpu": _cpu,
+    "gpu": _gpu,
+}
+
+
+def rank(figures: Figures, thresholds: Thresholds) -> list[Candidate]:
+    """Most likely constraint first, one candidate per component (its worst resource);
+    ``likely`` marks those whose score reached 1 in the window."""
+    worst: dict[str, dict[str, Any]] = {}
+    for row in figures.get("saturation", []):
+        component = row["component"]
+        if component in BY_COMPONENT and (
+            component not in worst or row["score_max"] > worst[component]["score_max"]
+        ):
+            worst[component] = row
+    found = []
+    for component, row in worst.items():
+        saturation = BY_COMPONENT[component]
+        resource = row["resource"]
+        found.append(
+            {
+                "kind": saturation.kind,
+                "component": component,
+                "resource": resource,
+                "title": saturation.headline.format(resource=resource),
+                "score": row["score_max"],
+                "likely": row["score_max"] >= LIKELY,
+                "evidence": {
+                    "score_max": row["score_max"],
+                    "score_avg": row["score_avg"],
+                    **EVIDENCE[component](figures, resource),
+                    **_levels(saturation, thresholds),
+                },
+                "recommendations": list(saturation.recommendations),
+            }
+        )
+    return sorted(found, key=lambda c: (-c["score"], c["component"]))

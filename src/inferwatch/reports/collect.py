@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from inferwatch.alerts.promql import ERROR_STATUS, ERROR_TYPE_SET, selector
+from inferwatch.alerts.signals import HOST_COMPONENTS, SATURATION
 from inferwatch.reports import recovery, timeline
 from inferwatch.reports.query import Reader, Window
 from inferwatch.stack.prometheus_api import Prometheus
@@ -410,6 +411,31 @@ def queue(r: Reader) -> dict[str, Any]:
     }
 
 
+def saturation(r: Reader) -> list[dict[str, Any]]:
+    """Each component's recorded saturation score (what the overview's "Likely bottleneck
+    now" panel shows) over the window: its highest and its average, per resource. The
+    service's components by the window's jobs, the host's CPU and GPUs whatever their job,
+    as the panel selects them."""
+    w = r.window
+    chosen = (f"{SATURATION}{{{w.sel}}}", f"{SATURATION}{{{HOST_COMPONENTS}}}")
+    by = ("component", "resource", "job")
+
+    def over(function: str) -> dict[tuple[str, ...], float]:
+        return r.values(" or ".join(f"{function}({s}[{w.range}])" for s in chosen), by)
+
+    top, average = over("max_over_time"), over("avg_over_time")
+    return [
+        {
+            "component": component,
+            "resource": resource,
+            "job": job,
+            "score_max": value,
+            "score_avg": average.get((component, resource, job)),
+        }
+        for (component, resource, job), value in sorted(top.items())
+    ]
+
+
 def collect(
     prometheus_url: str,
     window: Window,
@@ -449,4 +475,5 @@ def collect(
     figures["error_faults"] = error_faults(r, fault_ratio)
     figures["trends"] = timeline.resource_trends(r)
     figures["scalability"] = timeline.scalability(r)
+    figures["saturation"] = saturation(r)
     return figures

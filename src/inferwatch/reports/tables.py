@@ -186,7 +186,8 @@ def tables(report: dict[str, Any]) -> list[Table]:
                  " ".join(c["recommendations"])]
                 for i, c in enumerate(report["bottlenecks"], 1)
             ],
-            "Score: the worst figure relative to its warning threshold (1.00 = at the warning).",
+            "Score: the highest saturation score recorded in the window, as the overview's "
+            "'Likely bottleneck now' panel shows it (1.00 = at the judging alert's warning).",
         )
     )  # fmt: skip
     out.append(

@@ -1129,6 +1129,14 @@ BY_KEY = {s.key: s for s in SIGNALS}
 
 SATURATION = "component:inferwatch_saturation:ratio"
 _QUEUE_P95 = "job_model:inferwatch_inference_queue_seconds:p95_5m"
+_WAIT = "db_client_connection_wait_time_seconds"
+_STAGE = "inferwatch_inference_stage_duration_seconds"
+_CLIENT = "http_client_request_duration_seconds"
+_REDIS_POOL_LABELS = {
+    **POOL_LABELS,
+    "db_system_name": "redis",
+    "db_client_connection_pool_name": "cache",
+}
 
 
 @dataclass(frozen=True)
@@ -1143,6 +1151,35 @@ class Pressure:
     name: str
     expr: str
     judged_by: Signal
+    # How the generated promtool tests make ``expr`` hold a value: None where ``expr`` is the
+    # judge's own series, made by the judge's fixture; else a fixture of its own and, as for
+    # a signal's recording, the window and quantile the rule computes.
+    fixture: Fixture | None = None
+    window: Fraction = Fraction(0)
+    quantile: Fraction | None = None
+
+    def made_by(self) -> tuple[Fixture, Fraction, Fraction | None]:
+        """The fixture, window and quantile that make ``expr`` hold a value."""
+        if self.fixture is not None:
+            return self.fixture, self.window, self.quantile
+        judge = self.judged_by
+        if judge.fixture is None or judge.series != self.expr:
+            raise ValueError(f"pressure {self.name}: {self.expr} needs a fixture of its own")
+        return judge.fixture, judge.window, judge.quantile
+
+
+def pressure(
+    name: str,
+    expr: str,
+    judged_by: Signal,
+    fixture: Fixture | None = None,
+    *,
+    window: str = "0s",
+    q: str | None = None,
+) -> Pressure:
+    """``window`` and ``q`` as the rule writes them (``"5m"``, ``"0.9"``)."""
+    quantile_of = None if q is None else Fraction(q)
+    return Pressure(name, expr, judged_by, fixture, parse_duration(window), quantile_of)
 
 
 @dataclass(frozen=True)
@@ -1176,15 +1213,21 @@ POOL_SATURATION = Saturation(
     pressures=(
         # Waiting for a connection is part of every query's time: a P90 wait as long as the
         # slow-query warning makes queries slow on its own.
-        Pressure(
+        pressure(
             "acquire_wait_p90",
-            'job_pool:db_client_connection_wait_time_seconds:p90_5m{db_system_name!="redis"}',
+            f'job_pool:{_WAIT}:p90_5m{{db_system_name!="redis"}}',
             DB_QUERY_P90,
+            Histogram(POOL_LABELS, _WAIT),
+            window="5m",
+            q="0.9",
         ),
-        Pressure(
+        pressure(
             "acquire_wait_p90",
-            'job_pool:db_client_connection_wait_time_seconds:p90_5m{db_system_name="redis"}',
+            f'job_pool:{_WAIT}:p90_5m{{db_system_name="redis"}}',
             REDIS_OPERATION_P90,
+            Histogram(_REDIS_POOL_LABELS, _WAIT),
+            window="5m",
+            q="0.9",
         ),
         # Requests that gave up waiting: refused work.
         Pressure("timeouts", "job_pool:db_client_connection_timeouts:increase5m", DB_POOL_TIMEOUTS),
@@ -1222,12 +1265,26 @@ UPSTREAM_SATURATION = Saturation(
     resource=("peer",),
     pressures=(
         # A dependency whose P95 alone reaches the API's P95 warning makes the API slow.
-        Pressure(
-            "attempt_p95", "job_peer:http_client_request_duration_seconds:p95_5m", API_LATENCY_P95
+        pressure(
+            "attempt_p95",
+            f"job_peer:{_CLIENT}:p95_5m",
+            API_LATENCY_P95,
+            Histogram(PEER_LABELS, _CLIENT),
+            window="5m",
+            q="0.95",
         ),
         # Failed attempts: retried (more load, more latency) or passed on as failures.
-        Pressure(
-            "attempt_errors", "job_peer:http_client_request_errors:ratio_rate5m", API_ERROR_RATE
+        pressure(
+            "attempt_errors",
+            "job_peer:http_client_request_errors:ratio_rate5m",
+            API_ERROR_RATE,
+            Ratio(
+                PEER_LABELS,
+                f"{_CLIENT}_count",
+                good={"http_response_status_code": "503", "error_type": "503"},
+                bad={"http_response_status_code": "200"},
+            ),
+            window="5m",
         ),
         # An open breaker refuses every call.
         Pressure(
@@ -1250,7 +1307,16 @@ QUEUE_SATURATION = Saturation(
     resource=("model",),
     # Time in the model's queue is time the response waits: a P95 wait as long as the API's
     # P95 warning breaches it by waiting alone.
-    pressures=(Pressure("queue_wait_p95", _QUEUE_P95, API_LATENCY_P95),),
+    pressures=(
+        pressure(
+            "queue_wait_p95",
+            _QUEUE_P95,
+            API_LATENCY_P95,
+            Histogram(MODEL_LABELS, _STAGE, {"stage": "queue"}),
+            window="5m",
+            q="0.95",
+        ),
+    ),
     recommendations=(
         "Raise the batch size or add model replicas.",
         "Reject early (429) when the queue is long rather than let deadlines expire.",
@@ -1260,7 +1326,7 @@ QUEUE_SATURATION = Saturation(
             _QUEUE_P95,
             quantile(
                 "0.95",
-                "inferwatch_inference_stage_duration_seconds",
+                _STAGE,
                 ["job", "model"],
                 "5m",
                 ['stage="queue"'],

@@ -8,15 +8,16 @@ alerts are checked at each window pair's threshold times 1.01 (fires) and 0.99 (
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-from inferwatch.alerts import alerting, fixtures, humanize, promql, signals, slo
+from inferwatch.alerts import alerting, fixtures, humanize, promql, recording, signals, slo
 from inferwatch.alerts.alerting import Judged
-from inferwatch.alerts.fixtures import Labels, Region
-from inferwatch.alerts.signals import Signal
+from inferwatch.alerts.fixtures import Labels, Region, Target
+from inferwatch.alerts.signals import Pressure, Saturation, Signal
 from inferwatch.alerts.thresholds import Levels, StateLevel, Thresholds
 
 RULE_FILES = ["../recording_rules.yaml", "../alert_rules.yaml"]
@@ -460,6 +461,72 @@ def _recovery_tests(thresholds: Thresholds) -> list[Test]:
     }]  # fmt: skip
 
 
+# --- saturation scores: the bottleneck ranking ---------------------------------------------------
+
+
+def _pressure_regions(pressure: Pressure, unit: Fraction) -> dict[str, Region]:
+    """Where the pressure's value puts its component's score: short of 1, and past it."""
+    judge = pressure.judged_by
+    if judge.direction == "below":  # a hit ratio: the level is 1 - unit
+        level = 1 - unit
+        return {"short": (level + unit / 5, Fraction(1)), "past": (level / 2, level * 9 / 10)}
+    past = (unit, (1 + unit) / 2) if judge.kind == "ratio" else (unit * 11 / 10, unit * 2)
+    return {"short": (unit / 2, unit * 9 / 10), "past": past}
+
+
+def _pressure_score(pressure: Pressure, value: Fraction, unit: Fraction) -> Fraction:
+    shortfall = pressure.judged_by.direction == "below"
+    return (1 - value) / unit if shortfall else value / unit
+
+
+def _saturation_tests(thresholds: Thresholds, saturation: Saturation) -> list[Test]:
+    """Each pressure alone: its component scores a little under 1 (not likely), then past it
+    (likely), with the score worked out from the judging signal's level."""
+    clock = _Clock(thresholds)
+    selected = f'{signals.SATURATION}{{component="{saturation.component}"}}'
+    tests = []
+    for pressure in saturation.pressures:
+        unit = recording.pressure_unit(pressure, thresholds)
+        if unit is None:
+            continue
+        fixture, window, quantile = pressure.made_by()
+        samples = clock.samples(window + Fraction(600))
+        eval_time = _dur(window + Fraction(300))
+        for region in _pressure_regions(pressure, unit).values():
+            value = fixtures.value_in(region, quantile, pressure.judged_by.direction)
+            target = Target(((region, samples),), ((value, samples),), clock.step, window)
+            score = _pressure_score(pressure, value, unit)
+            likely = score >= 1
+            checks = [
+                {"expr": f"round({selected} * 1000)", "eval_time": eval_time,
+                 "exp_samples": [{"labels": _score_labels(saturation, fixture.labels),
+                                  "value": math.floor(score * 1000 + Fraction(1, 2))}]},
+                {"expr": f"count({selected} >= 1)", "eval_time": eval_time,
+                 "exp_samples": [{"labels": "{}", "value": 1}] if likely else []},
+            ]  # fmt: skip
+            tests.append(
+                {
+                    "name": f"{saturation.component} {pressure.name} judged by "
+                    f"{pressure.judged_by.key}: {'past' if likely else 'short of'} 1",
+                    "interval": _dur(clock.step),
+                    "input_series": fixture.series(dict(fixture.labels), target),
+                    "promql_expr_test": checks,
+                }
+            )
+    return tests
+
+
+def _score_labels(saturation: Saturation, labels: Labels) -> str:
+    own = {k: v for k, v in labels.items() if k in saturation.labels}
+    resource = "/".join(own.get(k, "") for k in saturation.resource)
+    everything = {**own, "component": saturation.component, "resource": resource}
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in everything.items()) + "}"
+
+
+def _bottleneck_tests(thresholds: Thresholds) -> list[Test]:
+    return [t for s in signals.SATURATIONS for t in _saturation_tests(thresholds, s)]
+
+
 # --- files --------------------------------------------------------------------------------------
 
 
@@ -488,4 +555,7 @@ def documents(thresholds: Thresholds) -> dict[str, dict[str, Any]]:
     if cost:
         files["cost.yaml"] = _document(thresholds, cost)
     files["upstream_recovery.yaml"] = _document(thresholds, _recovery_tests(thresholds))
+    bottleneck = _bottleneck_tests(thresholds)
+    if bottleneck:
+        files["bottleneck.yaml"] = _document(thresholds, bottleneck)
     return files

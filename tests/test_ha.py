@@ -426,11 +426,14 @@ def _scraped_by_both_after(ha: HA, t: float) -> bool:
     return True
 
 
-def _report(ha: HA, url: str, start: float, end: float, out: Path) -> dict[str, Any]:
+def _report(
+    ha: HA, url: str, start: float, end: float, out: Path, *, charts: bool = False
+) -> dict[str, Any]:
     thresholds = [arg for t in ha.settings.thresholds for arg in ("--thresholds", str(t))]
     code = main(
         ["report", "--prometheus", url, "--start", str(start), "--end", str(end),
-         "--out", str(out), "--format", "json", "--no-charts", "--quiet", *thresholds]
+         "--out", str(out), "--quiet", *thresholds,
+         *(["--format", "json,html"] if charts else ["--format", "json", "--no-charts"])]
     )  # fmt: skip
     assert code == 0
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -455,7 +458,14 @@ def test_report_from_victoria_metrics_agrees_with_a_replica(ha: HA, tmp_path: Pa
     wait_until(lambda: _scraped_by_both_after(ha, sent + 1), 15, interval=POLL)
     end = time.time()
     wait_until(lambda: _vm_has_samples_after(ha, end + 1), 30, interval=POLL)
-    store = _report(ha, ha.settings.url("victoria_metrics"), start, end, tmp_path / "vm")
+    # From the store with the dashboards drawn too: the renderer's queries run there as on
+    # a Prometheus.
+    store = _report(
+        ha, ha.settings.url("victoria_metrics"), start, end, tmp_path / "vm", charts=True
+    )
+    assert store["charts"]
+    for chart in store["charts"]:
+        assert (tmp_path / "vm" / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
     replica = _report(ha, ha.settings.url("prometheus_2"), start, end, tmp_path / "prom")
 
     def routes(report: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:

@@ -304,8 +304,14 @@ class _Exchange:
             # Counted now rather than when the application returns: background work may
             # take minutes, and the request must not wait for it to be seen.
             self.end = ready
-            self.release()
             owner = self.owner
+            active = self.active  # release(), inlined
+            if active is not None:
+                self.active = None
+                try:
+                    active.dec()
+                except Exception as exc:
+                    owner._internal_error("http.end", exc)
             try:
                 # LoopTurns.mark(), inlined
                 turns = owner._turns
@@ -508,7 +514,7 @@ class InferwatchMiddleware:
 
         async def receive_observing() -> Message:
             nonlocal close
-            message = await receive()
+            message: Message = await receive()
             try:
                 kind = message["type"]
                 if kind == "websocket.receive":

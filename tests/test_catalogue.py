@@ -1,5 +1,5 @@
 """The metric catalogue: generated from the definitions, complete, conventionally named, and
-identical to the copy in README.md (so CI fails when a metric changes and the README does not).
+identical to the copy in docs/metrics.md (so CI fails when a metric changes and the page does not).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from inferwatch.http.instruments import HttpMetrics
 from tests.support.hashseed import other_seeds, rendered_in_other_processes
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+METRICS_PAGE = ROOT / "docs" / "metrics.md"
 
 _, GROUPED = catalogue.build()
 METRICS = [info for _, infos in GROUPED for info in infos]
@@ -42,14 +42,14 @@ def table_rows(markdown: str) -> dict[str, str]:
     return dict(re.findall(r"^\| `([^`]+)` \| (\w+) \|", markdown, re.MULTILINE))
 
 
-# -- README ---------------------------------------------------------------------------------
-def test_generate_writes_the_catalogue_into_the_readme_section() -> None:
-    # `inferwatch generate --check` (tests/test_generation.py) keeps the README's copy current.
+# -- docs/metrics.md -----------------------------------------------------------------------------
+def test_generate_writes_the_catalogue_into_the_metrics_page_section() -> None:
+    # `inferwatch generate --check` (tests/test_generation.py) keeps the page's copy current.
     (output,) = [p for p in registry.PRODUCERS if p.name == "catalogue"]
-    assert output.make(None) == {"README.md#catalogue": catalogue.render()}
+    assert output.make(None) == {"docs/metrics.md#catalogue": catalogue.render()}
     start, end = markers("catalogue")
-    readme = README.read_text(encoding="utf-8")
-    assert f"{start}\n\n{catalogue.render().strip()}\n\n{end}" in readme
+    page = METRICS_PAGE.read_text(encoding="utf-8")
+    assert f"{start}\n\n{catalogue.render().strip()}\n\n{end}" in page
 
 
 def test_render_is_deterministic() -> None:

@@ -42,7 +42,7 @@ def test_the_manifest_lists_every_generated_file_and_nothing_else() -> None:
     files = {rel for rel in owned if "#" not in rel and not rel.endswith(driver.NOTE)}
     assert set(owned) >= set(produced)
     assert files == {rel for rel in produced if "#" not in rel}
-    assert {"README.md#catalogue", "README.md#fault-scenarios"} <= set(owned)
+    assert {"docs/metrics.md#catalogue", "README.md#fault-scenarios"} <= set(owned)
     # No committed file that calls itself generated, or dashboard JSON, is outside the list.
     marked = {
         p.relative_to(ROOT).as_posix()
@@ -74,6 +74,7 @@ def project(tmp_path: Path) -> Path:
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     (tmp_path / "docs").mkdir()
     shutil.copy(ROOT / "docs" / "e2e-results.json", tmp_path / "docs" / "e2e-results.json")
+    shutil.copy(ROOT / "docs" / "metrics.md", tmp_path / "docs" / "metrics.md")
     assert main(["generate", "--out", str(tmp_path)]) == 0
     assert main(["generate", "--check", "--out", str(tmp_path)]) == 0
     return tmp_path
@@ -115,12 +116,12 @@ def test_files_it_does_not_list_are_never_touched(
 def test_a_region_without_its_markers_is_a_clear_error(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readme = project / "README.md"
-    readme.write_text(readme.read_text().replace("<!-- catalogue:start -->", ""))
+    page = project / "docs" / "metrics.md"
+    page.write_text(page.read_text().replace("<!-- catalogue:start -->", ""))
     capsys.readouterr()
     assert main(["generate", "--check", "--out", str(project)]) == 2
     err = capsys.readouterr().err
-    assert "README.md: no catalogue section: expected a line <!-- catalogue:start -->" in err
+    assert "docs/metrics.md: no catalogue section: expected a line <!-- catalogue:start -->" in err
 
 
 def test_a_producer_without_its_packages_keeps_its_files(tmp_path: Path) -> None:

@@ -87,7 +87,7 @@ def _kubernetes_dashboards(thresholds: Thresholds) -> Files:
 def _catalogue(thresholds: Thresholds) -> Files:
     from inferwatch import catalogue
 
-    return {"README.md#catalogue": catalogue.render()}
+    return {"docs/metrics.md#catalogue": catalogue.render()}
 
 
 def _fault_table(thresholds: Thresholds) -> Files:

@@ -4,7 +4,11 @@ Starts the local stack (demo service, exporter, Prometheus with the generated ru
 Alertmanager) with 1 s scrapes, drives HTTP and WebSocket traffic at the demo for a few
 minutes while switching faults on and off, then draws each dashboard over that window:
 
-    .venv/bin/python scripts/render_dashboards.py [--minutes 4] [--out docs/images]
+    .venv/bin/python scripts/render_dashboards.py --report docs/report-example
+
+(``--minutes 4`` and ``--out docs/images`` by default). The stack is the default one, with a
+Redis and a PostgreSQL of its own, so every panel has data; the GPU panels stay empty
+without a GPU. ``--report DIR`` also writes the example report over the same window.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import time
 from pathlib import Path
 
 from inferwatch.alerts.thresholds import load_thresholds
+from inferwatch.cli.main import main as inferwatch
 from inferwatch.dashboards import build_all
 from inferwatch.dashboards.render import render_dashboard
 
@@ -55,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="length of the run")
     parser.add_argument("--out", type=Path, default=Path("docs/images"), help="PNG folder")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write `inferwatch report` over the same window here (docs/report-example)",
+    )
     args = parser.parse_args(argv)
     # A plain `kill` must still stop the stack's processes: exit through the `with` blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -81,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out / f"dashboard-{name}.png"
             render_dashboard(spec, url, start, end, out, variables=VARIABLES[name])
             print(f"wrote {out}", file=sys.stderr)
+        if args.report is not None:
+            window = ["--start", f"{start:.0f}", "--end", f"{end:.0f}"]
+            report = ["report", "--prometheus", url, *window, "--out", str(args.report)]
+            status = inferwatch([*report, "--format", "json,md,html", "--check"])
+            print(f"wrote {args.report} (--check exit status {status})", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The metric catalogue: every metric inferwatch defines, rendered as Markdown.
 
 The catalogue is built from the metric definitions themselves (never written by hand), so the
-README's table cannot drift from what a scrape actually returns: a test compares the two.
+table in docs/metrics.md cannot drift from what a scrape actually returns: a test compares
+the two.
 New metric sets (AI workload, collectors) are added to :data:`METRIC_SETS`.
 
 The standalone exporter's metrics exist only at scrape time, from backends the catalogue

@@ -4,7 +4,7 @@ HTTP attempt timed, retries counted, the circuit breaker's state and recovery ti
 One :class:`Upstream` per dependency, named by the user (``peer``), never by URL: a URL
 carries hosts, ports, paths and sometimes credentials, none of which may become a label.
 
-Metrics (``peer`` is bounded; see the README's catalogue):
+Metrics (``peer`` is bounded; see docs/metrics.md):
 
 - ``http_client_request_duration_seconds{peer, http_request_method,
   http_response_status_code, error_type}``: OpenTelemetry's ``http.client.request.duration``

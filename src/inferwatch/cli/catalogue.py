@@ -1,6 +1,6 @@
 """``inferwatch catalogue``: print the metric catalogue.
 
-``inferwatch generate`` writes the same text into the README's catalogue section (and
+``inferwatch generate`` writes the same text into docs/metrics.md's catalogue section (and
 ``--check`` fails when it is stale); this prints it, for another document or a look.
 """
 
@@ -17,7 +17,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="print the table of every metric inferwatch defines",
         description=(
             "Print every metric inferwatch defines as a Markdown table, generated from the "
-            "metric definitions. `inferwatch generate` keeps the README's copy current."
+            "metric definitions. `inferwatch generate` keeps the copy in docs/metrics.md current."
         ),
     )
     parser.set_defaults(func=run)

@@ -2,7 +2,7 @@
 
 Without a target it runs every producer of :mod:`inferwatch.generation.registry` over the
 project root: the alert rules, runbooks and promtool tests, the dashboards, the compose,
-Alertmanager and Kubernetes files, and the README's generated sections. ``--check`` writes
+Alertmanager and Kubernetes files, and the generated sections of the docs. ``--check`` writes
 nothing and fails naming each stale or orphaned file: it is the one staleness check.
 
 A target renders one domain for another deployment, outside the project's files::

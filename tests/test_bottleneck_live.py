@@ -237,10 +237,14 @@ def test_the_injected_constraint_is_named_first_and_the_report_agrees(
         )  # fmt: skip
         # The stretch the report is asked about, the fault still on: the panel keeps naming
         # the constraint first throughout.
+        # A fault may press several resources of the component at once (a slow model service
+        # slows both of its peers, llm and tts, equally): which of them leads is a tie.
+        panel_likely = {r for c, r, score in named if c == run.component and score >= LIKELY}
         start = time.time()
         while time.time() - start < HOLD_SECONDS:
             rows = live.ranking()
             assert rows and rows[0][0] == run.component and rows[0][2] >= LIKELY, rows
+            panel_likely |= {r for c, r, sc in rows if c == run.component and sc >= LIKELY}
             time.sleep(POLL)
         end = time.time()
     candidates = report(live, start, end, tmp_path / "report")
@@ -248,7 +252,7 @@ def test_the_injected_constraint_is_named_first_and_the_report_agrees(
     assert likely, candidates
     first = likely[0]
     assert first["component"] == run.component, (named, candidates)
-    assert first["resource"] == named[0][1]
+    assert first["resource"] in panel_likely, (panel_likely, candidates)
     assert first["score"] >= LIKELY and first is candidates[0]
     # Cleared: the scores of what the test controls fall back below 1.
     wait_quiet(live)

@@ -32,6 +32,7 @@ from inferwatch.cli.main import main
 from inferwatch.stack import Stack
 from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import scrape, wait_until
+from tests.support.live import host_off_overlay
 from tests.support.live import settings as fast_settings
 
 pytestmark = pytest.mark.skipif(
@@ -54,8 +55,6 @@ LEAK_MIB = 4.0  # what each leaking job keeps: 80 MiB over the window, far beyon
 GROWTH_WARNING = 0.10  # job_memory_growth's shipped warning
 BURST_SCRAPES = 8  # scrapes of the demo the error burst lasts
 POLL = 0.25
-# The host's CPU and memory belong to the machine, not to the run (see test_report_live).
-HOST_OFF = "signals:\n  cpu_usage: {warning: null}\n  memory_usage: {warning: null}\n"
 
 
 @dataclass
@@ -71,8 +70,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    host_off = tmp_path_factory.mktemp("thresholds") / "host-off.yaml"
-    host_off.write_text(HOST_OFF, encoding="utf-8")
+    host_off = host_off_overlay(tmp_path_factory.mktemp("thresholds"))
     config = fast_settings(tmp_path_factory.mktemp("stack"))
     config = dataclasses.replace(
         config,

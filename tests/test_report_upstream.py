@@ -24,6 +24,7 @@ from inferwatch.cli.main import main
 from inferwatch.stack import Stack
 from inferwatch.stack.prometheus_api import Prometheus
 from tests.support import Metrics, scrape, wait_until
+from tests.support.live import host_off_overlay
 from tests.support.live import settings as fast_settings
 
 pytestmark = pytest.mark.skipif(
@@ -35,8 +36,6 @@ pytestmark = pytest.mark.skipif(
 )
 JOB = {"kind": "audio", "prompt": "wind in the pines", "duration_seconds": 1}
 DEMO_JOB = "inferwatch-api"
-# The host's CPU and memory belong to the machine, not to the run (see test_report_live).
-HOST_OFF = "signals:\n  cpu_usage: {warning: null}\n  memory_usage: {warning: null}\n"
 
 
 @dataclass
@@ -48,8 +47,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    host_off = tmp_path_factory.mktemp("thresholds") / "host-off.yaml"
-    host_off.write_text(HOST_OFF, encoding="utf-8")
+    host_off = host_off_overlay(tmp_path_factory.mktemp("thresholds"))
     config = fast_settings(tmp_path_factory.mktemp("stack"))
     config = dataclasses.replace(
         config, thresholds=(*config.thresholds, host_off), embedded_backends=()

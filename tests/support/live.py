@@ -15,6 +15,17 @@ from typing import Any
 from inferwatch.stack import Ports, Stack, StackSettings
 
 INTERVAL = "1s"
+# The host's CPU and memory belong to the machine, not to a test run: other work beside the
+# test fires their alerts and fails their criteria, rightly. An overlay that switches them
+# off lets a test judge only what it controls.
+HOST_OFF = "signals:\n  cpu_usage: {warning: null}\n  memory_usage: {warning: null}\n"
+
+
+def host_off_overlay(directory: Path) -> Path:
+    """A thresholds overlay, written into ``directory``, without the host's CPU and memory."""
+    path = directory / "host-off.yaml"
+    path.write_text(HOST_OFF, encoding="utf-8")
+    return path
 
 
 def free_ports(host: str = "127.0.0.1") -> Ports:

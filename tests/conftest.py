@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -20,16 +21,22 @@ if str(ROOT) not in sys.path:
 from tests.support import Server, StartDemo, demo_command, free_port, serve  # noqa: E402
 from tests.support.load import cpu_hog, cpu_hog_requested  # noqa: E402
 
+_HOG: contextlib.ExitStack | None = None
 
-@pytest.fixture(scope="session", autouse=True)
-def _cpu_hog_beside_the_run() -> Iterator[None]:
-    """With INFERWATCH_TEST_CPU_HOG=1, a busy loop on every core for the whole session:
-    the suite must pass on a busy machine, since each test asserts only what it controls."""
-    if not cpu_hog_requested():
-        yield
-        return
-    with cpu_hog():
-        yield
+
+def pytest_configure(config: pytest.Config) -> None:
+    """With INFERWATCH_TEST_CPU_HOG=1, a busy loop on every core for the whole run: the suite
+    must pass on a busy machine, since each test asserts only what it controls. One for the
+    run, started by the process that runs or distributes the tests, not by each worker."""
+    global _HOG
+    if cpu_hog_requested() and "PYTEST_XDIST_WORKER" not in os.environ:
+        _HOG = contextlib.ExitStack()
+        _HOG.enter_context(cpu_hog())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _HOG is not None:
+        _HOG.close()
 
 
 @pytest.fixture

@@ -49,12 +49,25 @@ def all_targets_up(stack: Stack) -> bool:
 
 
 def test_stack_comes_up_with_every_target_and_rule(tmp_path: Path) -> None:
-    with Stack(settings(tmp_path)) as stack:
+    # Rule groups evaluated every second: their 1m default would leave rules unevaluated for
+    # up to a minute. And firing alerts re-sent every 2 s: Prometheus's first sends can come
+    # before its notifier has found Alertmanager, and are then only re-sent after its 1m
+    # resend delay.
+    fast_rules = tmp_path / "fast-rules.yaml"
+    fast_rules.write_text("settings:\n  evaluation_interval: 1s\n", encoding="utf-8")
+    fast = settings(tmp_path, thresholds=(fast_rules,), group_wait="1s", alert_resend_delay="2s")
+    with Stack(fast) as stack:
         wait_until(lambda: all_targets_up(stack), timeout=30, message="every target up")
-        groups = Prometheus(stack.settings.url("prometheus"), timeout=5).rules()
-        rules = [rule for group in groups for rule in group["rules"]]
-        assert all(rule["health"] != "err" for rule in rules), [
-            (r["name"], r.get("lastError")) for r in rules if r["health"] == "err"
+        prometheus = Prometheus(stack.settings.url("prometheus"), timeout=5)
+
+        def evaluated() -> list[dict] | None:
+            found = [rule for group in prometheus.rules() for rule in group["rules"]]
+            return found if all(rule["health"] != "unknown" for rule in found) else None
+
+        # Every rule evaluated at least once, and none of them in error.
+        rules = wait_until(evaluated, timeout=30, interval=0.5, message="every rule evaluated")
+        assert all(rule["health"] == "ok" for rule in rules), [
+            (r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"
         ]
         alerts = {r["name"] for r in rules if r["type"] == "alerting"}
         assert {"Watchdog", "TargetDown", "APIHighErrorRate"} <= alerts
@@ -65,7 +78,12 @@ def test_stack_comes_up_with_every_target_and_rule(tmp_path: Path) -> None:
             url = f"{sink}/notifications?alertname=Watchdog&receiver=heartbeat"
             return bool(json.load(urllib.request.urlopen(url, timeout=5)))
 
-        wait_until(watchdog_delivered, timeout=60, message="Watchdog at the heartbeat receiver")
+        wait_until(
+            watchdog_delivered,
+            timeout=60,
+            interval=0.5,
+            message="Watchdog at the heartbeat receiver",
+        )
     # everything stopped: nothing listens on the stack's ports any more
     for _, port in stack.settings.ports.items():
         with pytest.raises(ConnectionRefusedError):

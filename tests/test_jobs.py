@@ -4,6 +4,7 @@ job adds and the leak criterion over the last N jobs, read from the real process
 from __future__ import annotations
 
 import asyncio
+import mmap
 
 import pytest
 from prometheus_client import generate_latest
@@ -14,6 +15,15 @@ from inferwatch.ai.jobs import resident_memory
 from tests.support import Metrics
 
 MB = 10**6
+
+
+def resident(size: int) -> mmap.mmap:
+    """``size`` bytes of new memory, every page written, so resident: fresh pages from the
+    kernel, never memory the allocator kept from a test before (already resident)."""
+    region = mmap.mmap(-1, size)
+    for offset in range(0, size, mmap.PAGESIZE):
+        region[offset] = 1
+    return region
 
 
 def scrape(registry: CollectorRegistry) -> Metrics:
@@ -86,7 +96,7 @@ def test_memory_increase_per_job_is_the_resident_memory_it_added() -> None:
     jobs = JobMetrics(registry, memory=readings)
     kept = []
     with jobs.job("render"):
-        kept.append(b"\x01" * (150 * MB))  # every page written, so resident
+        kept.append(resident(150 * MB))
     before, after = readings.values
     assert after - before >= 150 * MB
     m = scrape(registry)
@@ -107,7 +117,7 @@ def test_leak_ratio_spans_the_last_n_jobs() -> None:
     growth = "inferwatch_job_memory_growth_ratio"
     for n in range(7):
         with jobs.job("music"):
-            kept.append(b"\x01" * (20 * MB))
+            kept.append(resident(20 * MB))
         ends = readings.values[1::2]
         m = scrape(registry)
         if n < 5:

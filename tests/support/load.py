@@ -1,6 +1,6 @@
 """Load the tests make themselves: a busy loop on every core.
 
-``INFERWATCH_TEST_CPU_HOG=1`` runs one for the whole test session (tests/conftest.py), to
+``INFERWATCH_TEST_CPU_HOG=1`` runs one for the whole test run (tests/conftest.py), to
 show that every test asserts only what it controls, and the host-CPU alert's own test
 starts one to see HostHighCPUUsage fire.
 """
